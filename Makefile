@@ -1,0 +1,39 @@
+# The README's two commands are `make demo` and `make test`; both set everything up from scratch.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+INSTALLED := $(VENV)/.installed
+export DAGSTER_HOME := $(CURDIR)/var/dagster
+
+.PHONY: install services services-stop demo test dev clean
+
+$(INSTALLED): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(INSTALLED)
+
+services: $(INSTALLED)
+	scripts/services.sh start
+
+services-stop:
+	scripts/services.sh stop
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+demo: services $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/financial-assets seed
+
+test: services
+	$(BIN)/python -m pytest
+
+dev: services $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml
+
+clean: services-stop
+	rm -rf var .venv

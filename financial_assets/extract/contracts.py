@@ -1,0 +1,93 @@
+"""What the platform expects of each source table: its columns, their Arrow types, its cursor.
+
+The types are those of `../shared/reference/source-systems.md`. A column that disappears or
+changes type breaks the contract (the load fails naming it); a new column is carried along.
+
+Time-zone rule: the sources' ``TIMESTAMP`` columns carry no zone and the bank's applications
+write UTC, so the raw zone stores them as UTC instants (``timestamp[us, tz=UTC]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
+MONEY = pa.decimal128(12, 2)
+
+
+@dataclass(frozen=True)
+class TableContract:
+    table: str
+    columns: dict[str, pa.DataType]
+    # The increasing key that incremental loads advance by; None means a full snapshot per run.
+    cursor_column: str | None = None
+    # Columns whose values are personal data: never shown in previews or logs.
+    pii_columns: frozenset[str] = frozenset()
+
+
+CUSTOMERS = TableContract(
+    table="customers",
+    columns={
+        "customer_id": pa.int32(),
+        "name": pa.string(),
+        "email": pa.string(),
+        "phone": pa.string(),
+        "address": pa.string(),
+    },
+    pii_columns=frozenset({"name", "email", "phone", "address"}),
+)
+
+ACCOUNTS = TableContract(
+    table="accounts",
+    columns={
+        "account_id": pa.int32(),
+        "customer_id": pa.int32(),
+        "account_type": pa.string(),
+        "balance": MONEY,
+        "opened_at": UTC_TIMESTAMP,
+    },
+)
+
+TRANSACTIONS = TableContract(
+    table="transactions",
+    columns={
+        "transaction_id": pa.int32(),
+        "account_id": pa.int32(),
+        "transaction_type": pa.string(),
+        "amount": MONEY,
+        "timestamp": UTC_TIMESTAMP,
+    },
+    cursor_column="transaction_id",
+)
+
+POSTGRES_TABLES = (CUSTOMERS, ACCOUNTS, TRANSACTIONS)
+
+# The document store's `transaction_events`, after the rules in `extract/documents.py`:
+# `_id` (ObjectId) becomes the 24-hex-digit string `event_id`; `geolocation` keeps its
+# structure; fields the schema does not know are kept as one JSON object in `extra_fields`.
+GEOLOCATION = pa.struct([("country", pa.string()), ("city", pa.string())])
+TRANSACTION_EVENTS = TableContract(
+    table="transaction_events",
+    columns={
+        "event_id": pa.string(),
+        "transaction_id": pa.int64(),
+        "device_type": pa.string(),
+        "ip_address": pa.string(),
+        "geolocation": GEOLOCATION,
+        "fraud_score": pa.float64(),
+        "extra_fields": pa.string(),
+    },
+    cursor_column="event_id",
+    pii_columns=frozenset({"ip_address"}),
+)
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("reason", pa.string()),
+        ("document", pa.string()),
+        ("quarantined_at", UTC_TIMESTAMP),
+    ]
+)

@@ -1,0 +1,182 @@
+"""Stream a PostgreSQL table into Arrow record batches through COPY, in bounded memory.
+
+The server renders rows as CSV (``COPY ... TO STDOUT``), a thread pumps them into a pipe, and
+Arrow's multi-threaded CSV reader parses the other end into typed batches. Memory holds a
+few blocks of CSV and one batch, whatever the table's size.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg2.extensions
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from psycopg2 import sql
+
+from financial_assets.extract.contracts import TableContract
+
+
+class SchemaDriftError(RuntimeError):
+    """A source column the contract needs disappeared or changed type."""
+
+
+@dataclass(frozen=True)
+class LiveColumn:
+    name: str
+    arrow_type: pa.DataType
+    # How the column is selected: some types are cast so that COPY's text is parseable.
+    select_expression: sql.Composable
+
+
+def _arrow_type(data_type: str, precision: int | None, scale: int | None) -> tuple[pa.DataType, str]:
+    """The Arrow type of a PostgreSQL column and the cast (if any) that COPY needs for it."""
+    mapping = {
+        "smallint": pa.int16(),
+        "integer": pa.int32(),
+        "bigint": pa.int64(),
+        "real": pa.float32(),
+        "double precision": pa.float64(),
+        "boolean": pa.bool_(),
+        "date": pa.date32(),
+        "character varying": pa.string(),
+        "character": pa.string(),
+        "text": pa.string(),
+        "timestamp without time zone": pa.timestamp("us", tz="UTC"),
+    }
+    if data_type in mapping:
+        return mapping[data_type], ""
+    if data_type == "timestamp with time zone":
+        return pa.timestamp("us", tz="UTC"), "utc"
+    if data_type == "numeric" and precision is not None and precision <= 38:
+        return pa.decimal128(precision, scale or 0), ""
+    # Anything else (unbounded numeric, json, uuid, arrays...) travels as its text form.
+    return pa.string(), "text"
+
+
+def live_columns(connection: psycopg2.extensions.connection, table: str) -> list[LiveColumn]:
+    """The table's columns as the server has them now, in table order."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT column_name, data_type, numeric_precision, numeric_scale
+            FROM information_schema.columns
+            WHERE table_schema = current_schema() AND table_name = %s
+            ORDER BY ordinal_position
+            """,
+            (table,),
+        )
+        rows = cursor.fetchall()
+    if not rows:
+        raise SchemaDriftError(f"source table {table!r} does not exist")
+    columns = []
+    for name, data_type, precision, scale in rows:
+        arrow_type, cast = _arrow_type(data_type, precision, scale)
+        identifier = sql.Identifier(name)
+        if cast == "utc":
+            expression = sql.SQL("({} AT TIME ZONE 'UTC')").format(identifier)
+        elif cast == "text":
+            expression = sql.SQL("{}::text").format(identifier)
+        else:
+            expression = identifier
+        columns.append(LiveColumn(name, arrow_type, expression))
+    return columns
+
+
+def columns_to_extract(
+    contract: TableContract, live: list[LiveColumn]
+) -> tuple[list[LiveColumn], list[str]]:
+    """The contract's columns in contract order, then any new ones; and the new ones' names.
+
+    Raises SchemaDriftError naming the first contract column that is gone or retyped.
+    """
+    by_name = {column.name: column for column in live}
+    for name, expected in contract.columns.items():
+        if name not in by_name:
+            raise SchemaDriftError(f"{contract.table}.{name}: column missing from the source")
+        if by_name[name].arrow_type != expected:
+            raise SchemaDriftError(
+                f"{contract.table}.{name}: source type changed, expected {expected}, "
+                f"found {by_name[name].arrow_type}"
+            )
+    new = [column for column in live if column.name not in contract.columns]
+    ordered = [by_name[name] for name in contract.columns] + new
+    return ordered, [column.name for column in new]
+
+
+def _csv_reader_options(columns: list[LiveColumn], block_size: int):
+    # COPY's CSV writes NULL as an empty unquoted field and '' as a quoted one: keep them apart.
+    parse_types = {
+        column.name: pa.timestamp("us") if pa.types.is_timestamp(column.arrow_type) else column.arrow_type
+        for column in columns
+    }
+    read = pacsv.ReadOptions(column_names=[c.name for c in columns], block_size=block_size)
+    parse = pacsv.ParseOptions(newlines_in_values=True)
+    convert = pacsv.ConvertOptions(
+        column_types=parse_types,
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+        true_values=["t"],
+        false_values=["f"],
+    )
+    return read, parse, convert
+
+
+def stream_batches(
+    connection: psycopg2.extensions.connection,
+    table: str,
+    columns: list[LiveColumn],
+    *,
+    after: int | None = None,
+    cursor_column: str | None = None,
+    block_size: int = 8 << 20,
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of ``table``'s rows (those with ``cursor_column > after`` if given)."""
+    query = sql.SQL("SELECT {} FROM {}").format(
+        sql.SQL(", ").join(c.select_expression for c in columns), sql.Identifier(table)
+    )
+    if after is not None:
+        query = sql.SQL("{} WHERE {} > {}").format(
+            query, sql.Identifier(cursor_column), sql.Literal(after)
+        )
+    copy = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv)").format(query).as_string(connection)
+    schema = pa.schema([(c.name, c.arrow_type) for c in columns])
+
+    read_fd, write_fd = os.pipe()
+    failure: list[BaseException] = []
+
+    def pump() -> None:
+        try:
+            with os.fdopen(write_fd, "wb", buffering=1 << 20) as sink, connection.cursor() as cursor:
+                cursor.execute("SET LOCAL TimeZone = 'UTC'")
+                cursor.copy_expert(copy, sink, size=1 << 20)
+        except BaseException as error:  # re-raised in the reading thread
+            failure.append(error)
+
+    pumper = threading.Thread(target=pump, name=f"copy-{table}", daemon=True)
+    pumper.start()
+    source = os.fdopen(read_fd, "rb", buffering=0)
+    try:
+        try:
+            reader = pacsv.open_csv(source, *_csv_reader_options(columns, block_size))
+        except pa.ArrowInvalid as error:
+            if "Empty CSV file" in str(error):
+                reader = None  # no rows to load
+            else:
+                raise
+        if reader is not None:
+            for batch in reader:
+                yield pa.RecordBatch.from_arrays(
+                    [array.cast(field.type) for array, field in zip(batch.columns, schema)],
+                    schema=schema,
+                )
+    finally:
+        # Closing our end first makes a pump still writing fail fast instead of blocking.
+        source.close()
+        pumper.join()
+    if failure:
+        raise failure[0]

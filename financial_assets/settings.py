@@ -1,0 +1,139 @@
+"""Every setting the platform reads from the environment, validated in one place.
+
+No Dagster import: the CLI, the services script's callers and Glue-side code read the same
+settings. A missing or malformed value raises :class:`SettingsError`, whose message is one line
+that names the variable; callers print it as is instead of a stack trace.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+# Ports of the servers that `scripts/services.sh` starts; chosen away from the well-known ones
+# so that a system PostgreSQL (5432) or MongoDB (27017) on the same machine never collides.
+DEFAULT_POSTGRES_PORT = 55432
+DEFAULT_MONGO_PORT = 37017
+DEFAULT_MONGO_DATABASE = "financialdb"
+
+_MONGO_DATABASE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, safe for logs and metadata."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _port(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise SettingsError(f"{name} must be a TCP port number (1-65535), got {raw!r}")
+    return int(raw)
+
+
+def _postgres_url(environ: Mapping[str, str]) -> str:
+    name = "FIN_POSTGRES_URL"
+    url = environ.get(name, "").strip()
+    if not url:
+        port = _port(environ, "FIN_POSTGRES_PORT", DEFAULT_POSTGRES_PORT)
+        return f"postgresql://financial@127.0.0.1:{port}/financial"
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise SettingsError(
+            f"{name} must look like postgresql://user[:password]@host[:port]/database, "
+            f"got scheme {parts.scheme or '(none)'!r}"
+        )
+    if not parts.hostname or not parts.path.strip("/"):
+        raise SettingsError(f"{name} must name a host and a database: {redact_url(url)}")
+    return url
+
+
+def _mongo_url(environ: Mapping[str, str]) -> str:
+    name = "FIN_MONGO_URL"
+    url = environ.get(name, "").strip()
+    if not url:
+        port = _port(environ, "FIN_MONGO_PORT", DEFAULT_MONGO_PORT)
+        return f"mongodb://127.0.0.1:{port}/"
+    scheme = urlsplit(url).scheme
+    if scheme not in ("mongodb", "mongodb+srv"):
+        raise SettingsError(
+            f"{name} must look like mongodb://[user:password@]host[:port]/, "
+            f"got scheme {scheme or '(none)'!r}"
+        )
+    return url
+
+
+def _mongo_database(environ: Mapping[str, str]) -> str:
+    name = "FIN_MONGO_DATABASE"
+    database = environ.get(name, "").strip() or DEFAULT_MONGO_DATABASE
+    if not _MONGO_DATABASE_NAME.match(database):
+        raise SettingsError(
+            f"{name} must be 1-63 letters, digits, '_' or '-', got {database!r}"
+        )
+    return database
+
+
+def _lakehouse_uri(environ: Mapping[str, str]) -> str:
+    name = "FIN_LAKEHOUSE_URI"
+    uri = environ.get(name, "").strip()
+    if not uri:
+        return str(Path("var/lakehouse").resolve())
+    if uri.startswith("s3://"):
+        bucket = uri[len("s3://"):].split("/", 1)[0]
+        if not bucket:
+            raise SettingsError(f"{name} must name a bucket: s3://bucket[/prefix], got {uri!r}")
+        return uri.rstrip("/")
+    if "://" in uri and not uri.startswith("file://"):
+        raise SettingsError(
+            f"{name} must be a local path, file:// or s3://bucket[/prefix], got {uri!r}"
+        )
+    return str(Path(uri.removeprefix("file://")).expanduser().resolve())
+
+
+def _s3_endpoint_url(environ: Mapping[str, str]) -> str | None:
+    name = "FIN_S3_ENDPOINT_URL"
+    url = environ.get(name, "").strip()
+    if not url:
+        return None
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+        raise SettingsError(f"{name} must be an http(s):// URL such as http://127.0.0.1:9000, got {url!r}")
+    return url.rstrip("/")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the sources and the lakehouse are. Defaults point at `scripts/services.sh`."""
+
+    postgres_url: str
+    mongo_url: str
+    mongo_database: str
+    lakehouse_uri: str
+    s3_endpoint_url: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        return cls(
+            postgres_url=_postgres_url(environ),
+            mongo_url=_mongo_url(environ),
+            mongo_database=_mongo_database(environ),
+            lakehouse_uri=_lakehouse_uri(environ),
+            s3_endpoint_url=_s3_endpoint_url(environ),
+        )

@@ -1,0 +1,109 @@
+"""One set of real servers for the whole suite, and a fresh pair of source databases per test.
+
+The servers are the ones `scripts/services.sh` starts (or those named by FIN_POSTGRES_URL /
+FIN_MONGO_URL); the script is idempotent, so running `pytest` alone starts them too.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+import pytest
+
+from financial_assets.settings import Settings
+from financial_assets.sources import connect_document_store
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class SourceDatabases:
+    """A PostgreSQL database and a document-store database that belong to one test."""
+
+    postgres_url: str
+    mongo_url: str
+    mongo_database: str
+
+    def env(self, lakehouse_uri: str | Path) -> dict[str, str]:
+        return {
+            "FIN_POSTGRES_URL": self.postgres_url,
+            "FIN_MONGO_URL": self.mongo_url,
+            "FIN_MONGO_DATABASE": self.mongo_database,
+            "FIN_LAKEHOUSE_URI": str(lakehouse_uri),
+        }
+
+
+@pytest.fixture(scope="session")
+def server_settings() -> Settings:
+    """The shared servers, started once for the session."""
+    subprocess.run([str(REPO_ROOT / "scripts" / "services.sh"), "start"], check=True)
+    return Settings.from_env()
+
+
+def _with_database(url: str, database: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
+
+
+@pytest.fixture
+def source_databases(server_settings: Settings) -> Iterator[SourceDatabases]:
+    """Empty databases on the shared servers, dropped when the test ends."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(server_settings.postgres_url)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield SourceDatabases(
+            postgres_url=_with_database(server_settings.postgres_url, name),
+            mongo_url=server_settings.mongo_url,
+            mongo_database=name,
+        )
+    finally:
+        with connect_document_store(server_settings.mongo_url, name) as database:
+            database.client.drop_database(name)
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto in server mode: a real HTTP AWS endpoint on loopback, shared by the session."""
+    import os
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    # Fake credentials so no client ever looks for real ones; moto accepts any.
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "moto-test-key",
+        "AWS_SECRET_ACCESS_KEY": "moto-test-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }.items():
+        os.environ[name] = value
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(moto_endpoint: str) -> str:
+    """A new, empty bucket on the moto server."""
+    import boto3
+
+    name = f"lakehouse-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=moto_endpoint).create_bucket(Bucket=name)
+    return name

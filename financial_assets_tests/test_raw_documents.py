@@ -1,0 +1,174 @@
+"""Extracting `transaction_events` against an explicit schema, with a quarantine for misfits."""
+
+import json
+
+import pyarrow as pa
+import pytest
+from bson.objectid import ObjectId
+
+from financial_assets.extract.contracts import GEOLOCATION
+from financial_assets.extract.documents import split_documents
+from financial_assets.extract.loads import load_documents
+from financial_assets.lakehouse.storage import LakehouseStorage
+from financial_assets.lakehouse.tables import ManifestTable
+from financial_assets.sources import connect_document_store
+from financial_assets_tests import raw_sources
+from financial_assets_tests.raw_sources import valid_event
+
+# Each misfit, and the reason its quarantine row must give.
+MISFITS = {
+    "transaction_id as a string": (valid_event("17"), "transaction_id: expected integer, got str"),
+    "transaction_id missing": (
+        {k: v for k, v in valid_event(1).items() if k != "transaction_id"},
+        "transaction_id: missing",
+    ),
+    "fraud_score as a string": (valid_event(1, fraud_score="0.42"), "fraud_score: expected finite number, got str"),
+    "fraud_score null": (valid_event(1, fraud_score=None), "fraud_score: null"),
+    "geolocation missing": (
+        {k: v for k, v in valid_event(1).items() if k != "geolocation"},
+        "geolocation: missing",
+    ),
+    "geolocation without city": (valid_event(1, geolocation={"country": "Kenya"}), "geolocation.city: expected string, got missing"),
+    "geolocation as a string": (valid_event(1, geolocation="Kenya"), "geolocation: expected object, got str"),
+    "device_type as a number": (valid_event(1, device_type=3), "device_type: expected string, got int"),
+    "transaction_id as a boolean": (valid_event(True), "transaction_id: expected integer, got bool"),
+}
+
+
+@pytest.fixture
+def tables(tmp_path):
+    storage = LakehouseStorage(str(tmp_path / "lakehouse"))
+    return (
+        ManifestTable(storage, "raw/transaction_events"),
+        ManifestTable(storage, "raw/transaction_events_quarantine"),
+    )
+
+
+def load(databases, tables, **options):
+    events, quarantine = tables
+    with connect_document_store(databases.mongo_url, databases.mongo_database) as database:
+        return load_documents(database["transaction_events"], events, quarantine, **options)
+
+
+@pytest.mark.parametrize("misfit", list(MISFITS))
+def test_a_document_that_breaks_the_schema_is_quarantined_with_its_reason(misfit):
+    document, reason = MISFITS[misfit]
+    document = {"_id": ObjectId(), **document}
+    batch = split_documents([document])
+
+    assert batch.events.num_rows == 0
+    quarantined = batch.quarantined.to_pylist()[0]
+    assert quarantined["reason"] == reason
+    assert quarantined["event_id"] == str(document["_id"])
+    assert json.loads(quarantined["document"])["_id"] == {"$oid": str(document["_id"])}
+
+
+def test_every_problem_of_a_document_is_named():
+    document = {"_id": ObjectId(), "transaction_id": "x", "device_type": None}
+    reason = split_documents([document]).quarantined.column("reason")[0].as_py()
+
+    assert reason.split("; ") == [
+        "transaction_id: expected integer, got str",
+        "device_type: null",
+        "ip_address: missing",
+        "fraud_score: missing",
+        "geolocation: missing",
+    ]
+
+
+def test_values_outside_the_reference_domain_are_not_quarantined():
+    # Domains are the asset checks' business: the raw zone keeps what fits the types.
+    batch = split_documents([{"_id": ObjectId(), **valid_event(1, device_type="kiosk", fraud_score=1.7)}])
+
+    assert batch.events.num_rows == 1 and batch.quarantined.num_rows == 0
+
+
+def test_objectid_becomes_its_hex_string_and_geolocation_keeps_its_structure(source_databases, tables):
+    raw_sources.insert_events(source_databases, [valid_event(7)])
+    load(source_databases, tables)
+    events = tables[0].read()
+
+    assert events.schema.field("geolocation").type == GEOLOCATION
+    row = events.to_pylist()[0]
+    assert len(row["event_id"]) == 24 and ObjectId(row["event_id"])
+    assert row["geolocation"] == {"country": "Kenya", "city": "Lake Susan"}
+    assert events.schema.field("transaction_id").type == pa.int64()
+
+
+def test_integer_fraud_scores_are_widened_to_float(source_databases, tables):
+    raw_sources.insert_events(source_databases, [valid_event(1, fraud_score=1)])
+    load(source_databases, tables)
+
+    assert tables[0].read().column("fraud_score").to_pylist() == [1.0]
+
+
+def test_unknown_fields_are_carried_in_extra_fields_and_reported(source_databases, tables):
+    raw_sources.insert_events(
+        source_databases,
+        [valid_event(1, channel="branch", geolocation={"country": "Kenya", "city": "Nairobi", "zip": "00100"})],
+    )
+    report = load(source_databases, tables)
+
+    assert report.new_columns == ["channel", "geolocation.zip"]
+    assert json.loads(tables[0].read().column("extra_fields")[0].as_py()) == {
+        "channel": "branch", "geolocation.zip": "00100"
+    }
+
+
+def test_quarantined_and_valid_documents_add_up_to_the_source(source_databases, tables):
+    misfits = [document for document, _ in MISFITS.values()]
+    raw_sources.insert_events(source_databases, [valid_event(1), valid_event(2), *misfits])
+    report = load(source_databases, tables)
+
+    assert (report.rows_loaded, report.quarantined) == (2, len(MISFITS))
+    assert tables[1].manifest().row_count == len(MISFITS)
+
+
+def test_second_load_without_new_documents_adds_nothing(source_databases, tables):
+    raw_sources.insert_events(source_databases, [valid_event(1), valid_event("2")])
+    first = load(source_databases, tables)
+    second = load(source_databases, tables)
+
+    assert (second.mode, second.rows_loaded, second.quarantined) == ("incremental", 0, 0)
+    assert second.manifest == first.manifest
+    assert tables[1].manifest().row_count == 1
+
+
+def test_new_documents_arrive_on_the_next_load(source_databases, tables):
+    raw_sources.insert_events(source_databases, [valid_event(1)])
+    load(source_databases, tables)
+    raw_sources.insert_events(source_databases, [valid_event(2), valid_event("3")])
+    report = load(source_databases, tables)
+
+    assert (report.rows_loaded, report.quarantined) == (1, 1)
+    assert sorted(tables[0].read().column("transaction_id").to_pylist()) == [1, 2]
+
+
+def test_full_refresh_rebuilds_events_and_quarantine(source_databases, tables):
+    raw_sources.insert_events(source_databases, [valid_event(1), valid_event("2")])
+    load(source_databases, tables)
+    report = load(source_databases, tables, full_refresh=True)
+
+    assert (report.mode, report.manifest.row_count, report.quarantine_manifest.row_count) == ("full", 1, 1)
+
+
+def test_a_crash_between_the_two_commits_neither_loses_nor_repeats_quarantined_documents(
+    source_databases, tables, monkeypatch
+):
+    raw_sources.insert_events(source_databases, [valid_event(1), valid_event("2")])
+    load(source_databases, tables)
+    raw_sources.insert_events(source_databases, [valid_event(3), valid_event("4")])
+    events, _ = tables
+    real_commit = events.commit
+
+    def crash(*args, **kwargs):
+        raise OSError("killed between the quarantine commit and the events commit")
+
+    monkeypatch.setattr(events, "commit", crash)
+    with pytest.raises(OSError):
+        load(source_databases, tables)
+    monkeypatch.setattr(events, "commit", real_commit)
+    load(source_databases, tables)
+
+    assert sorted(tables[0].read().column("transaction_id").to_pylist()) == [1, 3]
+    assert tables[1].manifest().row_count == 2
