@@ -1,0 +1,60 @@
+"""Settings: defaults for the local servers, one clear line for every bad value."""
+
+import pytest
+
+from financial_assets.settings import Settings, SettingsError, redact_url
+
+
+def test_defaults_point_at_the_local_servers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.from_env({})
+
+    assert settings.postgres_url == "postgresql://financial@127.0.0.1:55432/financial"
+    assert settings.mongo_url == "mongodb://127.0.0.1:37017/"
+    assert settings.mongo_database == "financialdb"
+    assert settings.lakehouse_uri == str(tmp_path / "var" / "lakehouse")
+    assert settings.s3_endpoint_url is None
+
+
+def test_local_ports_move_the_default_urls():
+    settings = Settings.from_env({"FIN_POSTGRES_PORT": "6000", "FIN_MONGO_PORT": "7000"})
+
+    assert settings.postgres_url.endswith(":6000/financial")
+    assert settings.mongo_url == "mongodb://127.0.0.1:7000/"
+
+
+def test_an_s3_lakehouse_is_kept_as_an_uri_without_trailing_slash():
+    assert Settings.from_env({"FIN_LAKEHOUSE_URI": "s3://bank-lake/prod/"}).lakehouse_uri == "s3://bank-lake/prod"
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("FIN_POSTGRES_URL", "mysql://db/financial"),
+        ("FIN_POSTGRES_URL", "postgresql://host-without-database"),
+        ("FIN_MONGO_URL", "http://127.0.0.1:27017"),
+        ("FIN_MONGO_DATABASE", "has space"),
+        ("FIN_LAKEHOUSE_URI", "s3:///no-bucket"),
+        ("FIN_LAKEHOUSE_URI", "gs://bucket/prefix"),
+        ("FIN_S3_ENDPOINT_URL", "127.0.0.1:9000"),
+        ("FIN_POSTGRES_PORT", "70000"),
+    ],
+)
+def test_an_invalid_value_fails_with_one_line_naming_the_variable(variable, value):
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({variable: value})
+
+    message = str(raised.value)
+    assert message.startswith(variable) and "\n" not in message
+
+
+def test_an_invalid_url_error_never_shows_the_password():
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"FIN_POSTGRES_URL": "postgresql://app:hunter2-not-real@db.internal"})
+
+    assert "hunter2-not-real" not in str(raised.value)
+
+
+def test_redact_url_hides_only_the_password():
+    assert redact_url("postgresql://app:pw@db:5432/x") == "postgresql://app:***@db:5432/x"
+    assert redact_url("mongodb://127.0.0.1:37017/") == "mongodb://127.0.0.1:37017/"
