@@ -2,6 +2,7 @@
 
 from dagster import Definitions, define_asset_job, in_process_executor
 
+from financial_assets.analytics import ANALYTICS_ASSETS
 from financial_assets.raw import RAW_ASSETS
 from financial_assets.resources import local_resources
 from financial_assets.settings import Settings
@@ -15,7 +16,7 @@ extract_sources_job = define_asset_job(
 )
 
 defs = Definitions(
-    assets=RAW_ASSETS,
+    assets=[*RAW_ASSETS, *ANALYTICS_ASSETS],
     jobs=[extract_sources_job],
     resources=local_resources(settings),
     # One process per run: a step per process would start a JVM per Spark step on 2 cores.

@@ -117,6 +117,15 @@ def _s3_endpoint_url(environ: Mapping[str, str]) -> str | None:
     return url.rstrip("/")
 
 
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the sources and the lakehouse are. Defaults point at `scripts/services.sh`."""
@@ -126,6 +135,10 @@ class Settings:
     mongo_database: str
     lakehouse_uri: str
     s3_endpoint_url: str | None = None
+    spark_master: str = "local[*]"
+    spark_remote: str | None = None
+    pii_clear_text: bool = False
+    local_pii_key_file: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -136,4 +149,8 @@ class Settings:
             mongo_database=_mongo_database(environ),
             lakehouse_uri=_lakehouse_uri(environ),
             s3_endpoint_url=_s3_endpoint_url(environ),
+            spark_master=environ.get("FIN_SPARK_MASTER", "").strip() or "local[*]",
+            spark_remote=environ.get("FIN_SPARK_REMOTE", "").strip() or None,
+            pii_clear_text=_flag(environ, "FIN_PII_CLEAR_TEXT"),
+            local_pii_key_file=str(Path("var/secrets/pii_hmac_key").resolve()),
         )

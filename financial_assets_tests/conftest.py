@@ -107,3 +107,11 @@ def s3_bucket(moto_endpoint: str) -> str:
     name = f"lakehouse-{uuid.uuid4().hex[:10]}"
     boto3.client("s3", endpoint_url=moto_endpoint).create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """The suite's one Spark session (one JVM), shared by every test that needs Spark."""
+    from financial_assets.transform.session import spark_session
+
+    return spark_session("local[2]")

@@ -132,7 +132,7 @@ def load_postgres_table(
                 batch_max = pc.max(batch.column(contract.cursor_column)).as_py()
                 if batch_max is not None and (high_water_mark is None or batch_max > high_water_mark):
                     high_water_mark = batch_max
-        staged.finish()
+        staged.finish(schema=None if incremental else schema)
         manifest = _commit(table, staged, current, incremental, schema, high_water_mark)
     except BaseException:
         staged.discard()
@@ -200,8 +200,8 @@ def load_documents(
                 progress(staged.rows + staged_bad.rows)
             if batch.max_object_id and (high_water_mark is None or batch.max_object_id > high_water_mark):
                 high_water_mark = batch.max_object_id
-        staged.finish()
-        staged_bad.finish()
+        staged.finish(schema=None if incremental else EVENT_SCHEMA)
+        staged_bad.finish(schema=None if incremental else QUARANTINE_SCHEMA)
         mark = str(high_water_mark) if high_water_mark else None
         quarantine_manifest = quarantine_current
         if staged_bad.rows or not incremental:

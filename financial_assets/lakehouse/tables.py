@@ -137,8 +137,15 @@ class StagedFiles:
         self._writer = self._stream = self._stream_context = self._current = None
         self._current_rows = 0
 
-    def finish(self) -> list[DataFile]:
-        """Write what is buffered and close the open file; the files are then complete."""
+    def finish(self, schema: pa.Schema | None = None) -> list[DataFile]:
+        """Write what is buffered and close the open file; the files are then complete.
+
+        Given a ``schema``, a run that saw no rows still writes one empty file, so that a
+        table replaced by an empty load keeps its columns for readers.
+        """
+        if schema is not None and self.schema is None and not self.files:
+            self.schema = schema
+            self._open_file()
         self._flush_row_group()
         if self._writer is not None:
             self._close_file()

@@ -1,0 +1,62 @@
+"""The analytics zone: the star schema analysts query, built from the raw zone in one step.
+
+One multi-asset so that the four tables are always built together, from the same raw data, into
+the same version folder: the dimensions and the fact can never drift out of step.
+"""
+
+from dagster import AssetExecutionContext, AssetSpec, multi_asset
+
+from financial_assets.analytics.engines import StarSchemaEngine
+from financial_assets.resources.lakehouse import LakehouseResource
+from financial_assets.resources.pii import PiiPolicyResource
+from financial_assets.transform.build import new_version
+
+KINDS = {"spark", "parquet"}
+
+STAR_SCHEMA_SPECS = [
+    AssetSpec(
+        "dim_customers",
+        deps=["raw_customers"],
+        group_name="analytics",
+        kinds=KINDS,
+        description="One row per customer (customer_key), plus the unknown member -1. Email is an "
+        "HMAC token of the normalised address (one person, one token), phone masked to its last two "
+        "digits, address reduced to city and region.",
+    ),
+    AssetSpec(
+        "dim_accounts",
+        deps=["raw_accounts", "raw_customers"],
+        group_name="analytics",
+        kinds=KINDS,
+        description="One row per account (account_key) with its customer_key (-1 when the customer "
+        "is unknown), type, opening time and opened_date_key, balance; plus the unknown member -1.",
+    ),
+    AssetSpec(
+        "dim_dates",
+        deps=["raw_accounts", "raw_transactions"],
+        group_name="analytics",
+        kinds=KINDS,
+        description="A full calendar (UTC days) from the earliest account opening to the latest "
+        "transaction: date_key yyyymmdd, year, quarter, month, names, ISO weekday and week, weekend.",
+    ),
+    AssetSpec(
+        "fact_transactions",
+        deps=["dim_accounts", "raw_transactions", "raw_transaction_events"],
+        group_name="analytics",
+        kinds=KINDS,
+        description="One row per source transaction, none dropped: keys to the dimensions (-1 for "
+        "unknown), amount and signed amount (deposits +, withdrawals and transfers -), and the "
+        "transaction's event (the latest-written when duplicated): device, fraud score, country, city.",
+    ),
+]
+
+
+@multi_asset(specs=STAR_SCHEMA_SPECS, can_subset=False, name="star_schema")
+def star_schema(
+    context: AssetExecutionContext,
+    star_schema_engine: StarSchemaEngine,
+    lakehouse: LakehouseResource,
+    pii: PiiPolicyResource,
+):
+    version = new_version(context.run.run_id)
+    yield from star_schema_engine.build(context, lakehouse, pii, version)

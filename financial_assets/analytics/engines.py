@@ -1,0 +1,42 @@
+"""Where the star schema is built: in this process's Spark, or as an AWS Glue job.
+
+Both run `financial_assets.transform.build.build_star_schema_version`; they differ only in
+where it runs and how its report comes back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from dagster import AssetExecutionContext, ConfigurableResource, MaterializeResult
+
+from financial_assets.resources.lakehouse import LakehouseResource
+from financial_assets.resources.pii import PiiPolicyResource
+from financial_assets.resources.spark import SparkResource
+from financial_assets.transform.build import build_star_schema_version
+from financial_assets.transform.star_schema import TABLES
+
+
+class StarSchemaEngine(ConfigurableResource):
+    """Builds one version of the star schema and reports a materialization per table."""
+
+    def build(
+        self,
+        context: AssetExecutionContext,
+        lakehouse: LakehouseResource,
+        pii: PiiPolicyResource,
+        version: str,
+    ) -> Iterator[MaterializeResult]:
+        raise NotImplementedError
+
+
+class LocalSparkEngine(StarSchemaEngine):
+    """The build runs in this process, on the Spark session of `spark`."""
+
+    spark: SparkResource
+
+    def build(self, context, lakehouse, pii, version):
+        context.log.info(f"building star schema version {version} on Spark ({self.spark.remote or self.spark.master})")
+        report = build_star_schema_version(self.spark.session(), lakehouse.storage(), version, pii.policy())
+        for table in TABLES:
+            yield MaterializeResult(asset_key=table, metadata=report.table_metadata(table))

@@ -1,0 +1,215 @@
+"""The star schema, from raw DataFrames to `dim_*` and `fact_transactions`. Pure PySpark.
+
+No Dagster import: the local Spark resource and the AWS Glue job call these same functions.
+
+Rules (each has a test in `financial_assets_tests/test_star_schema.py`):
+
+- Unknown members: every dimension has a row with key ``-1`` ("unknown"). A transaction whose
+  account does not exist, or an account whose customer does not exist, points at it instead
+  of being dropped; a transaction without a timestamp gets ``date_key = -1``.
+- Signed amount: deposits count in (``+amount``), withdrawals and transfers out (``-amount``);
+  an unrecognised type has no direction, so its signed amount is NULL.
+- Events: one per transaction. When a transaction has several, the one with the greatest
+  ``event_id`` wins (ObjectIds grow with write time, so the latest written); the others are
+  counted, not used. Events for transactions that do not exist are counted, not joined.
+- Dates: ``dim_dates`` is a full calendar from the earliest account opening to the latest
+  transaction, whether or not a day had a transaction. Dates are UTC days.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructField, StructType
+
+from financial_assets.transform.pii import (
+    PiiPolicy,
+    address_city,
+    address_region,
+    email_token,
+    masked_phone,
+)
+
+UNKNOWN_KEY = -1
+TABLES = ("dim_customers", "dim_accounts", "dim_dates", "fact_transactions")
+
+
+@dataclass(frozen=True)
+class RawTables:
+    customers: DataFrame
+    accounts: DataFrame
+    transactions: DataFrame
+    transaction_events: DataFrame
+
+
+@dataclass(frozen=True)
+class StarSchema:
+    dim_customers: DataFrame
+    dim_accounts: DataFrame
+    dim_dates: DataFrame
+    fact_transactions: DataFrame
+
+    def tables(self) -> dict[str, DataFrame]:
+        return {name: getattr(self, name) for name in TABLES}
+
+
+def configure_session(spark: SparkSession) -> None:
+    """Session settings the rules depend on: dates are UTC days."""
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+
+
+def date_key(value: Column) -> Column:
+    """yyyymmdd as an int, or -1 for a missing date."""
+    return F.coalesce(F.date_format(value, "yyyyMMdd").cast("int"), F.lit(UNKNOWN_KEY))
+
+
+def _with_unknown_member(dimension: DataFrame, unknown: dict) -> DataFrame:
+    nullable = StructType([StructField(f.name, f.dataType, True) for f in dimension.schema])
+    row = dimension.sparkSession.createDataFrame([tuple(unknown.get(f.name) for f in nullable)], nullable)
+    return dimension.unionByName(row)
+
+
+def build_dim_customers(customers: DataFrame, policy: PiiPolicy) -> DataFrame:
+    columns = [
+        F.col("customer_id").alias("customer_key"),
+        F.col("name"),
+        email_token(F.col("email"), policy).alias("email"),
+        masked_phone(F.col("phone"), policy).alias("phone"),
+        address_city(F.col("address")).alias("city"),
+        address_region(F.col("address")).alias("region"),
+    ]
+    if policy.clear_text:
+        columns.append(F.col("address"))
+    dimension = customers.select(*columns)
+    return _with_unknown_member(dimension, {"customer_key": UNKNOWN_KEY, "name": "Unknown customer"})
+
+
+def build_dim_accounts(accounts: DataFrame, customers: DataFrame) -> DataFrame:
+    known_customers = customers.select(F.col("customer_id").alias("known_customer_id"))
+    dimension = accounts.join(
+        known_customers, accounts["customer_id"] == known_customers["known_customer_id"], "left"
+    ).select(
+        F.col("account_id").alias("account_key"),
+        F.coalesce(F.col("known_customer_id"), F.lit(UNKNOWN_KEY)).alias("customer_key"),
+        F.col("account_type"),
+        F.col("opened_at"),
+        date_key(F.col("opened_at")).alias("opened_date_key"),
+        F.col("balance"),
+    )
+    return _with_unknown_member(
+        dimension,
+        {"account_key": UNKNOWN_KEY, "customer_key": UNKNOWN_KEY, "account_type": "unknown",
+         "opened_date_key": UNKNOWN_KEY},
+    )
+
+
+def build_dim_dates(accounts: DataFrame, transactions: DataFrame) -> DataFrame:
+    openings = accounts.agg(
+        F.min(F.to_date("opened_at")).alias("first_opening"),
+        F.max(F.to_date("opened_at")).alias("last_opening"),
+    )
+    activity = transactions.agg(
+        F.min(F.to_date("timestamp")).alias("first_transaction"),
+        F.max(F.to_date("timestamp")).alias("last_transaction"),
+    )
+    first = F.coalesce("first_opening", "first_transaction")
+    last = F.coalesce("last_transaction", "last_opening")
+    days = openings.crossJoin(activity).select(
+        F.explode(F.sequence(F.least(first, last), F.greatest(first, last), F.expr("interval 1 day"))).alias(
+            "date"
+        )
+    )
+    calendar = days.select(
+        date_key(F.col("date")).alias("date_key"),
+        F.col("date"),
+        F.year("date").alias("year"),
+        F.quarter("date").alias("quarter"),
+        F.month("date").alias("month"),
+        F.date_format("date", "MMMM").alias("month_name"),
+        F.dayofmonth("date").alias("day"),
+        # ISO weekday: Monday = 1 ... Sunday = 7.
+        (((F.dayofweek("date") + 5) % 7) + 1).alias("weekday"),
+        F.date_format("date", "EEEE").alias("weekday_name"),
+        F.weekofyear("date").alias("iso_week"),
+        F.dayofweek("date").isin(1, 7).alias("is_weekend"),
+    )
+    return _with_unknown_member(calendar, {"date_key": UNKNOWN_KEY})
+
+
+def deduplicate_events(events: DataFrame) -> DataFrame:
+    """One event per transaction: the one with the greatest event_id."""
+    latest_first = Window.partitionBy("transaction_id").orderBy(F.col("event_id").desc())
+    return (
+        events.withColumn("_rank", F.row_number().over(latest_first))
+        .where(F.col("_rank") == 1)
+        .drop("_rank")
+    )
+
+
+def signed_amount(transaction_type: Column, amount: Column) -> Column:
+    return (
+        F.when(transaction_type == "deposit", amount)
+        .when(transaction_type.isin("withdrawal", "transfer"), -amount)
+        .otherwise(F.lit(None))
+    )
+
+
+def build_fact_transactions(
+    transactions: DataFrame, dim_accounts: DataFrame, events: DataFrame
+) -> DataFrame:
+    accounts = dim_accounts.where(F.col("account_key") != UNKNOWN_KEY).select(
+        F.col("account_key"), F.col("customer_key")
+    )
+    event_columns = deduplicate_events(events).select(
+        F.col("transaction_id").alias("event_transaction_id"),
+        "device_type",
+        "fraud_score",
+        F.col("geolocation.country").alias("country"),
+        F.col("geolocation.city").alias("city"),
+    )
+    joined = transactions.join(
+        accounts, transactions["account_id"] == accounts["account_key"], "left"
+    ).join(event_columns, transactions["transaction_id"] == event_columns["event_transaction_id"], "left")
+    return joined.select(
+        F.col("transaction_id"),
+        date_key(F.to_date("timestamp")).alias("date_key"),
+        F.coalesce(F.col("account_key"), F.lit(UNKNOWN_KEY)).alias("account_key"),
+        F.coalesce(F.col("customer_key"), F.lit(UNKNOWN_KEY)).alias("customer_key"),
+        F.col("amount"),
+        signed_amount(F.col("transaction_type"), F.col("amount")).alias("signed_amount"),
+        F.col("transaction_type"),
+        F.col("timestamp").alias("transaction_at"),
+        F.col("device_type"),
+        F.col("fraud_score"),
+        F.col("country"),
+        F.col("city"),
+    )
+
+
+def build_star_schema(raw: RawTables, policy: PiiPolicy) -> StarSchema:
+    dim_accounts = build_dim_accounts(raw.accounts, raw.customers)
+    return StarSchema(
+        dim_customers=build_dim_customers(raw.customers, policy),
+        dim_accounts=dim_accounts,
+        dim_dates=build_dim_dates(raw.accounts, raw.transactions),
+        fact_transactions=build_fact_transactions(raw.transactions, dim_accounts, raw.transaction_events),
+    )
+
+
+def event_statistics(transactions: DataFrame, events: DataFrame) -> dict[str, int]:
+    """How many events were duplicates, and how many pointed at no transaction."""
+    per_transaction = events.groupBy("transaction_id").count()
+    known = transactions.select("transaction_id").distinct()
+    row = (
+        per_transaction.join(known.withColumn("_known", F.lit(True)), "transaction_id", "left")
+        .agg(
+            F.sum(F.when(F.col("_known"), F.col("count") - 1).otherwise(0)).alias("duplicate_events"),
+            F.sum(F.when(F.col("_known").isNull(), F.col("count")).otherwise(0)).alias(
+                "events_for_unknown_transactions"
+            ),
+        )
+        .collect()[0]
+    )
+    return {name: int(row[name] or 0) for name in ("duplicate_events", "events_for_unknown_transactions")}

@@ -1,0 +1,163 @@
+"""The star-schema rules, on small hand-built raw tables (pure PySpark, no servers)."""
+
+import hashlib
+import hmac
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+from financial_assets.transform.pii import PiiPolicy
+from financial_assets.transform.star_schema import RawTables, build_star_schema, event_statistics
+
+KEY = b"test-only-pii-key"
+POLICY = PiiPolicy(hmac_key=KEY)
+
+CUSTOMERS = "customer_id int, name string, email string, phone string, address string"
+ACCOUNTS = "account_id int, customer_id int, account_type string, balance decimal(12,2), opened_at timestamp"
+TRANSACTIONS = "transaction_id int, account_id int, transaction_type string, amount decimal(12,2), timestamp timestamp"
+EVENTS = (
+    "event_id string, transaction_id bigint, device_type string, ip_address string, "
+    "geolocation struct<country:string,city:string>, fraud_score double, extra_fields string"
+)
+
+
+def at(day: int, hour: int = 12) -> datetime:
+    return datetime(2025, 3, day, hour, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def star(spark):
+    customers = [
+        (1, "Ada Lovelace", "ada@example.org", "+1 (555) 010-4477", "12 Main St\nLake Susan, KS 12345"),
+        (2, "Ada Again", "  ADA@Example.org ", None, "PSC 1234, Box 5678\nAPO AE 09876"),
+    ]
+    accounts = [
+        (10, 1, "savings", Decimal("100.00"), at(1, 9)),
+        (11, 99, "checking", Decimal("5.00"), at(2)),  # its customer does not exist
+    ]
+    transactions = [
+        (100, 10, "deposit", Decimal("50.00"), at(3)),
+        (101, 10, "withdrawal", Decimal("20.00"), at(3, 23)),
+        (102, 11, "transfer", Decimal("7.50"), at(5)),
+        (103, 404, "deposit", Decimal("1.00"), at(5)),  # its account does not exist
+        (104, 10, "refund", Decimal("2.00"), None),  # unknown type, no timestamp
+    ]
+    events = [
+        ("000000000000000000000001", 100, "atm", "203.0.113.1", ("Kenya", "Nairobi"), 0.10, None),
+        ("000000000000000000000003", 100, "web_browser", "203.0.113.2", ("Kenya", "Mombasa"), 0.30, None),
+        ("000000000000000000000002", 101, "mobile_app", "203.0.113.3", ("Peru", "Lima"), 0.20, None),
+        ("000000000000000000000004", 999, "atm", "203.0.113.4", ("Chad", "Abeche"), 0.90, None),
+    ]
+    raw = RawTables(
+        customers=spark.createDataFrame(customers, CUSTOMERS),
+        accounts=spark.createDataFrame(accounts, ACCOUNTS),
+        transactions=spark.createDataFrame(transactions, TRANSACTIONS),
+        transaction_events=spark.createDataFrame(events, EVENTS),
+    )
+    schema = build_star_schema(raw, POLICY)
+    tables = {name: {row[0]: row.asDict() for row in frame.collect()} for name, frame in schema.tables().items()}
+    tables["statistics"] = event_statistics(raw.transactions, raw.transaction_events)
+    return tables
+
+
+def test_every_transaction_becomes_a_fact_none_dropped(star):
+    assert sorted(star["fact_transactions"]) == [100, 101, 102, 103, 104]
+
+
+def test_a_transaction_with_an_unknown_account_points_at_the_unknown_members(star):
+    fact = star["fact_transactions"][103]
+
+    assert (fact["account_key"], fact["customer_key"]) == (-1, -1)
+    assert star["dim_accounts"][-1]["account_type"] == "unknown"
+    assert star["dim_customers"][-1]["name"] == "Unknown customer"
+
+
+def test_an_account_with_an_unknown_customer_points_at_the_unknown_customer(star):
+    assert star["dim_accounts"][11]["customer_key"] == -1
+    assert star["fact_transactions"][102]["customer_key"] == -1
+
+
+def test_signed_amount_is_in_for_deposits_and_out_for_withdrawals_and_transfers(star):
+    facts = star["fact_transactions"]
+
+    assert facts[100]["signed_amount"] == Decimal("50.00")
+    assert facts[101]["signed_amount"] == Decimal("-20.00")
+    assert facts[102]["signed_amount"] == Decimal("-7.50")
+    assert facts[104]["signed_amount"] is None  # 'refund' has no known direction
+    assert facts[104]["amount"] == Decimal("2.00")
+
+
+def test_the_latest_written_event_wins_when_a_transaction_has_several(star):
+    fact = star["fact_transactions"][100]
+
+    assert (fact["device_type"], fact["fraud_score"], fact["city"]) == ("web_browser", 0.30, "Mombasa")
+
+
+def test_duplicate_events_and_events_for_unknown_transactions_are_counted(star):
+    assert star["statistics"] == {"duplicate_events": 1, "events_for_unknown_transactions": 1}
+
+
+def test_a_transaction_without_an_event_keeps_null_event_columns(star):
+    fact = star["fact_transactions"][102]
+
+    assert (fact["device_type"], fact["fraud_score"], fact["country"]) == (None, None, None)
+
+
+def test_date_keys_are_utc_days_and_missing_timestamps_get_the_unknown_date(star):
+    facts = star["fact_transactions"]
+
+    assert facts[101]["date_key"] == 20250303  # 23:00 UTC stays on the 3rd
+    assert facts[104]["date_key"] == -1
+    assert -1 in star["dim_dates"]
+
+
+def test_the_calendar_runs_from_the_first_opening_to_the_last_transaction_without_gaps(star):
+    keys = sorted(k for k in star["dim_dates"] if k != -1)
+
+    assert keys == [20250301, 20250302, 20250303, 20250304, 20250305]  # the 4th had no activity
+
+
+def test_calendar_attributes(star):
+    day = star["dim_dates"][20250302]
+
+    assert day["date"] == date(2025, 3, 2)
+    assert (day["year"], day["quarter"], day["month"], day["month_name"], day["day"]) == (2025, 1, 3, "March", 2)
+    assert (day["weekday"], day["weekday_name"], day["iso_week"], day["is_weekend"]) == (7, "Sunday", 9, True)
+    assert star["dim_dates"][20250303]["is_weekend"] is False
+
+
+def test_accounts_carry_their_opening_date_key(star):
+    assert star["dim_accounts"][10]["opened_date_key"] == 20250301
+
+
+def test_emails_are_hmac_tokens_of_the_normalised_address(star):
+    expected = hmac.new(KEY, b"ada@example.org", hashlib.sha256).hexdigest()
+
+    assert star["dim_customers"][1]["email"] == expected
+
+
+def test_emails_differing_only_by_case_and_spaces_get_one_token(star):
+    assert star["dim_customers"][1]["email"] == star["dim_customers"][2]["email"]
+
+
+def test_no_clear_email_phone_or_street_reaches_the_dimension(star):
+    customers = star["dim_customers"]
+    text = repr(customers)
+
+    assert "@" not in text and "Main St" not in text and "010-4477" not in text
+    assert customers[1]["phone"] == "*********77"
+    assert (customers[1]["city"], customers[1]["region"]) == ("Lake Susan", "KS")
+    assert (customers[2]["city"], customers[2]["region"]) == (None, "AE")
+
+
+def test_clear_text_needs_an_explicit_opt_in(spark):
+    with pytest.raises(ValueError, match="FIN_PII_HMAC_KEY"):
+        PiiPolicy()
+
+    customers = spark.createDataFrame([(1, "A", "a@x.org", "123", "1 St\nX, KS 12345")], CUSTOMERS)
+    accounts = spark.createDataFrame([], ACCOUNTS)
+    raw = RawTables(customers, accounts, spark.createDataFrame([], TRANSACTIONS), spark.createDataFrame([], EVENTS))
+    row = build_star_schema(raw, PiiPolicy(clear_text=True)).dim_customers.where("customer_key = 1").first()
+
+    assert (row["email"], row["phone"], row["address"]) == ("a@x.org", "123", "1 St\nX, KS 12345")
