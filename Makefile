@@ -26,8 +26,10 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
 
+# The seed replaces the sources, so the raw zone is rebuilt rather than advanced.
 demo: services $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/financial-assets seed
+	$(BIN)/financial-assets materialize --full-refresh
 
 test: services
 	$(BIN)/python -m pytest
@@ -35,5 +37,7 @@ test: services
 dev: services $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
-clean: services-stop
+# Stops the local servers even when FIN_*_URL point elsewhere: var/ is about to go.
+clean:
+	env -u FIN_POSTGRES_URL -u FIN_MONGO_URL scripts/services.sh stop
 	rm -rf var .venv
