@@ -6,7 +6,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/var/dagster
 
-.PHONY: install services services-stop demo test dev clean
+.PHONY: install services services-stop demo test dev query clean
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 demo: services $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/financial-assets seed
 	$(BIN)/financial-assets materialize --full-refresh
+	$(BIN)/financial-assets query
+
+# The analyst's query from the original pipeline's README, on the latest star schema.
+query: $(INSTALLED)
+	$(BIN)/financial-assets query
 
 test: services
 	$(BIN)/python -m pytest

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from financial_assets.operations import materialize
+from financial_assets.query import cli as query_cli
 from financial_assets.sample_data import cli as seed_cli
 from financial_assets.settings import SettingsError
 from financial_assets.sources import SourceUnavailableError
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     seed_cli.register(commands)
     materialize.register(commands)
+    query_cli.register(commands)
     return parser
 
 

@@ -1,0 +1,52 @@
+"""DuckDB views over one version of the star schema. No Dagster import.
+
+The analyst's query from the original pipeline's README, unchanged, runs against these views.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from financial_assets.lakehouse.storage import LakehouseStorage
+from financial_assets.transform.build import version_path
+from financial_assets.transform.star_schema import TABLES
+
+ANALYST_QUERY = """\
+SELECT c.name, c.email, SUM(f.amount) AS total_transaction_amount
+FROM fact_transactions AS f
+JOIN dim_customers AS c ON f.customer_key = c.customer_key
+GROUP BY c.name, c.email
+ORDER BY total_transaction_amount DESC"""
+
+
+class NoStarSchemaError(LookupError):
+    """No version of the star schema has been built yet."""
+
+
+def built_versions(storage: LakehouseStorage) -> list[str]:
+    """Versions whose build finished (it writes `_build.json` last), oldest first."""
+    return sorted(
+        path.split("/")[2]
+        for path in storage.list_files("analytics/versions")
+        if path.endswith("/_build.json")
+    )
+
+
+def latest_version(storage: LakehouseStorage) -> str:
+    versions = built_versions(storage)
+    if not versions:
+        raise NoStarSchemaError(
+            f"no star schema in {storage.uri}/analytics yet: run `financial-assets materialize` first"
+        )
+    return versions[-1]
+
+
+def connect(storage: LakehouseStorage, version: str, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with a view per star-schema table of ``version``."""
+    connection = duckdb.connect(database)
+    for table in TABLES:
+        files = storage.uri_of(version_path(version, table)) + "/*.parquet"
+        connection.execute(
+            f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{files}')"
+        )
+    return connection

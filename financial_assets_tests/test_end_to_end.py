@@ -1,0 +1,130 @@
+"""Seeded sources with every fault, through the raw zone, to the star schema and the analyst's query."""
+
+import hashlib
+import hmac
+from datetime import date
+from decimal import Decimal
+
+import psycopg2
+import pytest
+from dagster import materialize
+
+from financial_assets.analytics import ANALYTICS_ASSETS
+from financial_assets.analytics.engines import LocalSparkEngine
+from financial_assets.lakehouse.storage import LakehouseStorage
+from financial_assets.query.duckdb_views import ANALYST_QUERY, connect, latest_version
+from financial_assets.raw import RAW_ASSETS
+from financial_assets.resources import (
+    DocumentStoreResource,
+    LakehouseResource,
+    PiiPolicyResource,
+    PostgresResource,
+    SparkResource,
+)
+from financial_assets.sample_data.config import SeedConfig
+from financial_assets.sample_data.seed import seed_sources
+
+PII_KEY = "test-only-pii-key"
+
+# From the source, the analyst's totals: every transaction, its customer if there is one.
+SOURCE_TOTALS = """
+SELECT COALESCE(c.name, 'Unknown customer'), lower(regexp_replace(c.email, '\\s', '', 'g')), SUM(t.amount)
+FROM transactions t
+LEFT JOIN accounts a ON a.account_id = t.account_id
+LEFT JOIN customers c ON c.customer_id = a.customer_id
+GROUP BY 1, 2
+"""
+
+
+def token(email: str | None) -> str | None:
+    if not email:
+        return None
+    return hmac.new(PII_KEY.encode(), email.encode(), hashlib.sha256).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, server_settings, spark):
+    """One seeded source with faults, run once through every asset, shared by this module's tests."""
+    from financial_assets_tests.conftest import SourceDatabases, _with_database
+
+    name = "e2e_faults"
+    admin = psycopg2.connect(server_settings.postgres_url)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    databases = SourceDatabases(_with_database(server_settings.postgres_url, name), server_settings.mongo_url, name)
+    report = seed_sources(
+        databases.postgres_url,
+        databases.mongo_url,
+        databases.mongo_database,
+        SeedConfig(customers=120, transactions=2500, as_of=date(2026, 6, 30), with_faults=True),
+    )
+    lakehouse = tmp_path_factory.mktemp("lakehouse")
+    result = materialize(
+        [*RAW_ASSETS, *ANALYTICS_ASSETS],
+        resources={
+            "postgres": PostgresResource(url=databases.postgres_url),
+            "document_store": DocumentStoreResource(url=databases.mongo_url, database=databases.mongo_database),
+            "lakehouse": LakehouseResource(uri=str(lakehouse)),
+            "pii": PiiPolicyResource(hmac_key=PII_KEY),
+            "star_schema_engine": LocalSparkEngine(spark=SparkResource(master="local[2]")),
+        },
+    )
+    yield databases, report, result, LakehouseStorage(str(lakehouse))
+    admin.close()
+
+
+def test_every_asset_materializes(pipeline):
+    _, _, result, _ = pipeline
+
+    assert result.success
+    assert {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()} == {
+        "raw_customers", "raw_accounts", "raw_transactions", "raw_transaction_events",
+        "dim_customers", "dim_accounts", "dim_dates", "fact_transactions",
+    }
+
+
+def test_no_source_transaction_is_lost_or_duplicated(pipeline):
+    _, report, _, storage = pipeline
+    views = connect(storage, latest_version(storage))
+
+    assert views.execute("SELECT count(*), count(DISTINCT transaction_id) FROM fact_transactions").fetchone() == (
+        report.rows["transactions"], report.rows["transactions"]
+    )
+
+
+def test_the_analyst_query_totals_equal_the_source_totals(pipeline):
+    databases, _, _, storage = pipeline
+    with psycopg2.connect(databases.postgres_url) as connection, connection.cursor() as cursor:
+        cursor.execute(SOURCE_TOTALS)
+        expected: dict = {}
+        for name, email, total in cursor.fetchall():
+            key = (name, token(email))
+            expected[key] = expected.get(key, Decimal(0)) + (total or Decimal(0))
+    connection.close()
+
+    rows = connect(storage, latest_version(storage)).execute(ANALYST_QUERY).fetchall()
+    actual = {(name, email): total or Decimal(0) for name, email, total in rows}
+
+    assert actual == {key: total for key, total in expected.items()}
+
+
+def test_orphan_transactions_are_kept_against_the_unknown_account(pipeline):
+    _, report, result, storage = pipeline
+    orphans = report.fault_keys("orphan_transactions")
+    views = connect(storage, latest_version(storage))
+    keys = views.execute(
+        f"SELECT DISTINCT account_key FROM fact_transactions WHERE transaction_id IN ({','.join(map(str, orphans))})"
+    ).fetchall()
+
+    assert keys == [(-1,)]
+    fact = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "fact_transactions"]
+    assert fact[0].materialization.metadata["unknown_account_rows"].value == len(orphans)
+
+
+def test_duplicate_events_are_counted_and_do_not_double_count(pipeline):
+    _, report, result, _ = pipeline
+    [fact] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "fact_transactions"]
+
+    assert fact.materialization.metadata["duplicate_events"].value == len(report.fault_keys("duplicate_events"))
