@@ -107,3 +107,13 @@ def test_a_failed_object_write_leaves_nothing(tmp_path):
             raise RuntimeError("disk on fire")
 
     assert os.listdir(tmp_path / "zone") == []
+
+
+def test_an_empty_replacing_load_keeps_the_columns_in_one_empty_file(table):
+    write(table, 0, 3)
+    staged = table.stage()
+    staged.finish(schema=SCHEMA)
+    manifest = table.commit(staged, schema=SCHEMA, high_water_mark=None, replace=True)
+
+    assert [f.rows for f in manifest.files] == [0]
+    assert table.read().schema == SCHEMA and table.read().num_rows == 0

@@ -172,3 +172,48 @@ def test_a_crash_between_the_two_commits_neither_loses_nor_repeats_quarantined_d
 
     assert sorted(tables[0].read().column("transaction_id").to_pylist()) == [1, 3]
     assert tables[1].manifest().row_count == 2
+
+
+# What the raw zone does with each document fault of `seed --with-faults`.
+QUARANTINED_FAULTS = ["string_fraud_score", "missing_geolocation", "string_transaction_id", "missing_transaction_id"]
+LOADED_FAULTS = ["out_of_range_fraud_score", "unknown_device_type", "duplicate_events", "events_for_unknown_transactions"]
+
+
+@pytest.fixture
+def seeded_with_faults(source_databases, tables):
+    from datetime import date
+
+    from financial_assets.sample_data.config import SeedConfig
+    from financial_assets.sample_data.seed import seed_sources
+
+    report = seed_sources(
+        source_databases.postgres_url,
+        source_databases.mongo_url,
+        source_databases.mongo_database,
+        SeedConfig(customers=20, transactions=300, as_of=date(2026, 1, 31), with_faults=True),
+    )
+    return report, load(source_databases, tables)
+
+
+@pytest.mark.parametrize("kind", QUARANTINED_FAULTS)
+def test_each_schema_breaking_seed_fault_is_quarantined_exactly(seeded_with_faults, tables, kind):
+    report, _ = seeded_with_faults
+    quarantined = set(tables[1].read().column("event_id").to_pylist())
+
+    assert set(report.faults[kind].details["event_ids"]) <= quarantined
+
+
+@pytest.mark.parametrize("kind", LOADED_FAULTS)
+def test_each_value_level_seed_fault_reaches_the_raw_zone_for_the_checks(seeded_with_faults, tables, kind):
+    report, _ = seeded_with_faults
+    loaded = set(tables[0].read().column("event_id").to_pylist())
+
+    assert set(report.faults[kind].details["event_ids"]) <= loaded
+
+
+def test_every_seeded_document_is_either_loaded_or_quarantined(seeded_with_faults):
+    report, load_report = seeded_with_faults
+    schema_faults = sum(len(report.faults[kind].details["event_ids"]) for kind in QUARANTINED_FAULTS)
+
+    assert load_report.quarantined == schema_faults
+    assert load_report.rows_loaded + load_report.quarantined == report.rows["transaction_events"]
