@@ -126,6 +126,33 @@ def _flag(environ: Mapping[str, str], name: str) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
+def _engine_settings(environ: Mapping[str, str]) -> dict:
+    """FIN_STAR_SCHEMA_ENGINE=local (default) or glue, and what the Glue engine needs."""
+    engine = environ.get("FIN_STAR_SCHEMA_ENGINE", "").strip().lower() or "local"
+    if engine not in ("local", "glue"):
+        raise SettingsError(f"FIN_STAR_SCHEMA_ENGINE must be 'local' or 'glue', got {engine!r}")
+    glue = {
+        "glue_job_name": environ.get("FIN_GLUE_JOB_NAME", "").strip() or None,
+        "glue_staging_s3_uri": environ.get("FIN_GLUE_STAGING_S3_URI", "").strip() or None,
+        "glue_pipes_bucket": environ.get("FIN_GLUE_PIPES_BUCKET", "").strip() or None,
+        "glue_pii_key_secret_id": environ.get("FIN_GLUE_PII_KEY_SECRET_ID", "").strip() or None,
+    }
+    if engine == "glue":
+        for name, variable in (
+            ("glue_job_name", "FIN_GLUE_JOB_NAME"),
+            ("glue_staging_s3_uri", "FIN_GLUE_STAGING_S3_URI"),
+            ("glue_pipes_bucket", "FIN_GLUE_PIPES_BUCKET"),
+        ):
+            if not glue[name]:
+                raise SettingsError(f"{variable} must be set when FIN_STAR_SCHEMA_ENGINE=glue")
+        if not glue["glue_staging_s3_uri"].startswith("s3://"):
+            raise SettingsError(
+                f"FIN_GLUE_STAGING_S3_URI must be s3://bucket/prefix, got {glue['glue_staging_s3_uri']!r}"
+            )
+    region = environ.get("AWS_REGION", "").strip() or environ.get("AWS_DEFAULT_REGION", "").strip() or None
+    return {"star_schema_engine": engine, "aws_region": region, **glue}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the sources and the lakehouse are. Defaults point at `scripts/services.sh`."""
@@ -139,6 +166,12 @@ class Settings:
     spark_remote: str | None = None
     pii_clear_text: bool = False
     local_pii_key_file: str | None = None
+    star_schema_engine: str = "local"
+    glue_job_name: str | None = None
+    glue_staging_s3_uri: str | None = None
+    glue_pipes_bucket: str | None = None
+    glue_pii_key_secret_id: str | None = None
+    aws_region: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -153,4 +186,5 @@ class Settings:
             spark_remote=environ.get("FIN_SPARK_REMOTE", "").strip() or None,
             pii_clear_text=_flag(environ, "FIN_PII_CLEAR_TEXT"),
             local_pii_key_file=str(Path("var/secrets/pii_hmac_key").resolve()),
+            **_engine_settings(environ),
         )

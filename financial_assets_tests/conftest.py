@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -50,26 +51,53 @@ def _with_database(url: str, database: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
 
 
-@pytest.fixture
-def source_databases(server_settings: Settings) -> Iterator[SourceDatabases]:
-    """Empty databases on the shared servers, dropped when the test ends."""
+@contextmanager
+def _fresh_databases(settings: Settings) -> Iterator[SourceDatabases]:
     name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(server_settings.postgres_url)
+    admin = psycopg2.connect(settings.postgres_url)
     admin.autocommit = True
     with admin.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{name}"')
     try:
         yield SourceDatabases(
-            postgres_url=_with_database(server_settings.postgres_url, name),
-            mongo_url=server_settings.mongo_url,
+            postgres_url=_with_database(settings.postgres_url, name),
+            mongo_url=settings.mongo_url,
             mongo_database=name,
         )
     finally:
-        with connect_document_store(server_settings.mongo_url, name) as database:
+        with connect_document_store(settings.mongo_url, name) as database:
             database.client.drop_database(name)
         with admin.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture
+def source_databases(server_settings: Settings) -> Iterator[SourceDatabases]:
+    """Empty databases on the shared servers, dropped when the test ends."""
+    with _fresh_databases(server_settings) as databases:
+        yield databases
+
+
+@pytest.fixture(scope="session")
+def seeded_sources(server_settings: Settings):
+    """Sources seeded once for the session with every fault: (databases, SeedReport).
+
+    Read-only for the tests that share it; a test that changes sources takes `source_databases`.
+    """
+    from datetime import date
+
+    from financial_assets.sample_data.config import SeedConfig
+    from financial_assets.sample_data.seed import seed_sources
+
+    with _fresh_databases(server_settings) as databases:
+        report = seed_sources(
+            databases.postgres_url,
+            databases.mongo_url,
+            databases.mongo_database,
+            SeedConfig(customers=120, transactions=2500, as_of=date(2026, 6, 30), with_faults=True),
+        )
+        yield databases, report
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 import hashlib
 import hmac
-from datetime import date
 from decimal import Decimal
 
 import psycopg2
@@ -21,8 +20,6 @@ from financial_assets.resources import (
     PostgresResource,
     SparkResource,
 )
-from financial_assets.sample_data.config import SeedConfig
-from financial_assets.sample_data.seed import seed_sources
 
 PII_KEY = "test-only-pii-key"
 
@@ -43,23 +40,9 @@ def token(email: str | None) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, server_settings, spark):
-    """One seeded source with faults, run once through every asset, shared by this module's tests."""
-    from financial_assets_tests.conftest import SourceDatabases, _with_database
-
-    name = "e2e_faults"
-    admin = psycopg2.connect(server_settings.postgres_url)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    databases = SourceDatabases(_with_database(server_settings.postgres_url, name), server_settings.mongo_url, name)
-    report = seed_sources(
-        databases.postgres_url,
-        databases.mongo_url,
-        databases.mongo_database,
-        SeedConfig(customers=120, transactions=2500, as_of=date(2026, 6, 30), with_faults=True),
-    )
+def pipeline(tmp_path_factory, seeded_sources, spark):
+    """The seeded sources with faults, run once through every asset, shared by this module's tests."""
+    databases, report = seeded_sources
     lakehouse = tmp_path_factory.mktemp("lakehouse")
     result = materialize(
         [*RAW_ASSETS, *ANALYTICS_ASSETS],
@@ -71,8 +54,7 @@ def pipeline(tmp_path_factory, server_settings, spark):
             "star_schema_engine": LocalSparkEngine(spark=SparkResource(master="local[2]")),
         },
     )
-    yield databases, report, result, LakehouseStorage(str(lakehouse))
-    admin.close()
+    return databases, report, result, LakehouseStorage(str(lakehouse))
 
 
 def test_every_asset_materializes(pipeline):

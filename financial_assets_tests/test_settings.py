@@ -38,6 +38,8 @@ def test_an_s3_lakehouse_is_kept_as_an_uri_without_trailing_slash():
         ("FIN_LAKEHOUSE_URI", "gs://bucket/prefix"),
         ("FIN_S3_ENDPOINT_URL", "127.0.0.1:9000"),
         ("FIN_POSTGRES_PORT", "70000"),
+        ("FIN_STAR_SCHEMA_ENGINE", "emr"),
+        ("FIN_PII_CLEAR_TEXT", "maybe"),
     ],
 )
 def test_an_invalid_value_fails_with_one_line_naming_the_variable(variable, value):
@@ -58,3 +60,20 @@ def test_an_invalid_url_error_never_shows_the_password():
 def test_redact_url_hides_only_the_password():
     assert redact_url("postgresql://app:pw@db:5432/x") == "postgresql://app:***@db:5432/x"
     assert redact_url("mongodb://127.0.0.1:37017/") == "mongodb://127.0.0.1:37017/"
+
+
+def test_local_spark_is_the_default_star_schema_engine():
+    assert Settings.from_env({}).star_schema_engine == "local"
+
+
+def test_the_glue_engine_needs_its_job_staging_and_pipes_bucket():
+    with pytest.raises(SettingsError, match="^FIN_GLUE_JOB_NAME must be set"):
+        Settings.from_env({"FIN_STAR_SCHEMA_ENGINE": "glue"})
+
+    settings = Settings.from_env({
+        "FIN_STAR_SCHEMA_ENGINE": "glue",
+        "FIN_GLUE_JOB_NAME": "transform-to-star-schema",
+        "FIN_GLUE_STAGING_S3_URI": "s3://bank-lake/glue",
+        "FIN_GLUE_PIPES_BUCKET": "bank-lake",
+    })
+    assert (settings.star_schema_engine, settings.glue_job_name) == ("glue", "transform-to-star-schema")

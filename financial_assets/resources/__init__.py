@@ -20,10 +20,7 @@ def _from_env(name: str, default: str | None):
 
 
 def local_resources(settings: Settings) -> dict:
-    """Resources for a laptop or a single server: local or S3 lakehouse, local Spark."""
-    # Imported here: the engines module imports these resources itself.
-    from financial_assets.analytics.engines import LocalSparkEngine
-
+    """Resources for a laptop or a single server: local or S3 lakehouse, Spark or Glue."""
     return {
         "postgres": PostgresResource(url=_from_env("FIN_POSTGRES_URL", settings.postgres_url)),
         "document_store": DocumentStoreResource(
@@ -39,10 +36,26 @@ def local_resources(settings: Settings) -> dict:
             local_key_file=settings.local_pii_key_file,
             clear_text=settings.pii_clear_text,
         ),
-        "star_schema_engine": LocalSparkEngine(
-            spark=SparkResource(master=settings.spark_master, remote=settings.spark_remote)
-        ),
+        "star_schema_engine": _star_schema_engine(settings),
     }
+
+
+def _star_schema_engine(settings: Settings):
+    """Local Spark unless FIN_STAR_SCHEMA_ENGINE=glue: the same transform either way."""
+    if settings.star_schema_engine == "glue":
+        from financial_assets.analytics.glue import GlueEngine
+
+        return GlueEngine(
+            job_name=settings.glue_job_name,
+            staging_s3_uri=settings.glue_staging_s3_uri,
+            pipes_bucket=settings.glue_pipes_bucket,
+            pii_key_secret_id=settings.glue_pii_key_secret_id,
+            region=settings.aws_region,
+            endpoint_url=settings.s3_endpoint_url,
+        )
+    from financial_assets.analytics.engines import LocalSparkEngine
+
+    return LocalSparkEngine(spark=SparkResource(master=settings.spark_master, remote=settings.spark_remote))
 
 
 __all__ = [

@@ -1,0 +1,178 @@
+"""The star schema built by an AWS Glue job through Dagster Pipes, against a Glue stand-in on moto.
+
+Each Glue run is a local subprocess with its own JVM (~15 s), so this module makes two: one
+successful build shared by the tests that read it, and one that fails.
+"""
+
+import uuid
+
+import boto3
+import pyarrow.parquet as pq
+import pytest
+from dagster import DagsterInstance, materialize
+
+from financial_assets.analytics import ANALYTICS_ASSETS
+from financial_assets.analytics.engines import LocalSparkEngine
+from financial_assets.analytics.glue import GlueEngine
+from financial_assets.analytics.glue_package import package_zip, upload_if_changed
+from financial_assets.raw import RAW_ASSETS
+from financial_assets.resources import (
+    DocumentStoreResource,
+    LakehouseResource,
+    PiiPolicyResource,
+    PostgresResource,
+    SparkResource,
+)
+from financial_assets.transform.star_schema import TABLES
+from financial_assets_tests.glue_standin import GlueStandin
+
+PII_KEY = "test-only-pii-key"
+
+
+@pytest.fixture(scope="module")
+def aws(moto_endpoint):
+    """On moto: a bucket for the job's code and Pipes, the PII key's secret, and the Glue job."""
+    suffix = uuid.uuid4().hex[:10]
+    bucket = f"glue-{suffix}"
+    boto3.client("s3", endpoint_url=moto_endpoint).create_bucket(Bucket=bucket)
+    secret = boto3.client("secretsmanager", endpoint_url=moto_endpoint).create_secret(
+        Name=f"financial-assets/pii-hmac-key-{suffix}", SecretString=PII_KEY
+    )
+    job = f"transform-to-star-schema-{suffix}"
+    boto3.client("glue", endpoint_url=moto_endpoint).create_job(
+        Name=job,
+        Role="arn:aws:iam::123456789012:role/financial-assets-glue",
+        Command={"Name": "glueetl", "ScriptLocation": f"s3://{bucket}/scripts/transform-to-star-schema.py",
+                 "PythonVersion": "3"},
+        GlueVersion="5.0",
+        DefaultArguments={"--additional-python-modules": "dagster-pipes==1.13.27"},
+    )
+    return {"endpoint": moto_endpoint, "bucket": bucket, "secret": secret["ARN"], "job": job}
+
+
+@pytest.fixture(scope="module")
+def standin(aws, tmp_path_factory):
+    with GlueStandin(aws["endpoint"], workdir=tmp_path_factory.mktemp("glue-standin")) as glue:
+        yield glue
+
+
+def glue_engine(aws, standin) -> GlueEngine:
+    class GlueEngineOnStandin(GlueEngine):
+        def glue_client(self):
+            return standin
+
+    return GlueEngineOnStandin(
+        job_name=aws["job"],
+        staging_s3_uri=f"s3://{aws['bucket']}/packages",
+        pipes_bucket=aws["bucket"],
+        pii_key_secret_id=aws["secret"],
+        region="us-east-1",
+        endpoint_url=aws["endpoint"],
+        message_interval_s=1,
+    )
+
+
+def star_schema_resources(lakehouse, engine) -> dict:
+    return {
+        "lakehouse": LakehouseResource(uri=str(lakehouse)),
+        "pii": PiiPolicyResource(hmac_key=PII_KEY),
+        "star_schema_engine": engine,
+    }
+
+
+@pytest.fixture(scope="module")
+def raw_lakehouse(tmp_path_factory, seeded_sources):
+    """A local lakehouse whose raw zone the raw assets loaded from the seeded sources with faults.
+
+    Local, because the stand-in runs the job on this machine: local Spark cannot read s3://.
+    """
+    databases, report = seeded_sources
+    lakehouse = tmp_path_factory.mktemp("lakehouse")
+    result = materialize(RAW_ASSETS, resources={
+        "postgres": PostgresResource(url=databases.postgres_url),
+        "document_store": DocumentStoreResource(url=databases.mongo_url, database=databases.mongo_database),
+        "lakehouse": LakehouseResource(uri=str(lakehouse)),
+    })
+    assert result.success
+    return lakehouse, report
+
+
+@pytest.fixture(scope="module")
+def glue_build(raw_lakehouse, aws, standin):
+    """The star schema materialized once with the Glue engine."""
+    lakehouse, report = raw_lakehouse
+    result = materialize(ANALYTICS_ASSETS, resources=star_schema_resources(lakehouse, glue_engine(aws, standin)))
+    return result, report
+
+
+def materializations(result) -> dict:
+    return {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
+
+
+def sorted_table(location: str):
+    table = pq.read_table(location)
+    return table.sort_by([(table.column_names[0], "ascending")])
+
+
+def test_materializing_with_glue_reports_each_table_with_its_row_count(glue_build):
+    result, report = glue_build
+    assert result.success
+    metadata = materializations(result)
+
+    assert set(metadata) == set(TABLES)
+    assert metadata["dim_customers"]["dagster/row_count"].value == report.rows["customers"] + 1  # + unknown
+    assert metadata["dim_accounts"]["dagster/row_count"].value == report.rows["accounts"] + 1
+    assert metadata["fact_transactions"]["dagster/row_count"].value == report.rows["transactions"]
+    for table in TABLES:
+        assert metadata[table]["dagster/row_count"].value == pq.read_table(metadata[table]["location"].value).num_rows
+        assert metadata[table]["AWS Glue Job Run ID"].value.startswith("jr_")  # it ran as a Glue job run
+
+
+def test_glue_and_local_spark_build_identical_tables(glue_build, raw_lakehouse, spark):
+    lakehouse, _ = raw_lakehouse
+    local = materialize(
+        ANALYTICS_ASSETS,
+        resources=star_schema_resources(lakehouse, LocalSparkEngine(spark=SparkResource(master="local[2]"))),
+    )
+    glue_tables, local_tables = materializations(glue_build[0]), materializations(local)
+
+    for table in TABLES:
+        glue_location, local_location = glue_tables[table]["location"].value, local_tables[table]["location"].value
+        assert glue_location != local_location  # two versions, built apart
+        assert sorted_table(glue_location).equals(sorted_table(local_location)), table
+
+
+def test_the_pii_key_never_travels_as_a_job_argument(glue_build, standin):
+    runs = list(standin.runs.values())
+
+    assert runs
+    for run in runs:
+        assert "--pii-key-secret-id" in run.arguments
+        assert all(PII_KEY not in value for value in run.arguments.values())
+
+
+def test_a_failing_glue_run_fails_the_step_with_the_jobs_error(aws, standin, tmp_path):
+    empty_lakehouse = tmp_path  # no raw zone: the job fails inside the transform
+    result = materialize(
+        ANALYTICS_ASSETS,
+        resources=star_schema_resources(empty_lakehouse, glue_engine(aws, standin)),
+        raise_on_error=False,
+        instance=DagsterInstance.ephemeral(),
+    )
+
+    assert not result.success
+    error = result.failure_data_for_node("star_schema").error.cause  # what PipesGlueClient raised
+    message = error.message
+    assert "completed with status FAILED" in message
+    assert "raw/customers has never been loaded" in message
+    assert not (empty_lakehouse / "analytics").exists()
+
+
+def test_an_unchanged_package_is_not_uploaded_again(aws):
+    s3 = boto3.client("s3", endpoint_url=aws["endpoint"])
+    package = package_zip()
+    uri = f"s3://{aws['bucket']}/reupload/{package.name}"
+
+    assert upload_if_changed(s3, uri, package) is True
+    assert package_zip() == package  # byte for byte: the name is a content hash
+    assert upload_if_changed(s3, uri, package_zip()) is False

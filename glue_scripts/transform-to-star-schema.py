@@ -1,0 +1,103 @@
+"""AWS Glue entry point: build one version of the star schema, report it to Dagster via Pipes.
+
+A thin shell: the transform is `financial_assets.transform.build.build_star_schema_version`,
+shipped to the job as a zip through ``--extra-py-files`` (see `financial_assets.analytics.glue`).
+
+Job arguments (Glue passes ``--name value`` pairs):
+
+- ``--lakehouse-uri``      the lakehouse root (s3://bucket/prefix)
+- ``--version``            the version folder to write, chosen by Dagster
+- ``--s3-endpoint-url``    optional: the lakehouse's S3 endpoint when it is not AWS's
+- ``--pii-clear-text``     optional, ``true``: the operator's opt-in to clear personal data
+- ``--pii-key-secret-id``  the Secrets Manager secret holding the PII HMAC key
+- ``--dagster-pipes-context`` / ``--dagster-pipes-messages``: added by `PipesGlueClient`
+
+The PII key is never a job argument (the Glue console shows those): it comes from the
+FIN_PII_HMAC_KEY environment variable when set, otherwise from the secret. AWS clients follow
+boto's usual configuration, so AWS_ENDPOINT_URL points them at a stand-in in tests.
+
+Any error propagates: the run fails, and Pipes carries the exception to Dagster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import boto3
+from dagster_pipes import (
+    PipesCliArgsParamsLoader,
+    PipesS3ContextLoader,
+    PipesS3MessageWriter,
+    open_dagster_pipes,
+)
+
+from financial_assets.lakehouse.storage import LakehouseStorage
+from financial_assets.transform.build import build_star_schema_version
+from financial_assets.transform.pii import PiiPolicy
+from financial_assets.transform.session import spark_session
+from financial_assets.transform.star_schema import TABLES
+
+PII_KEY_ENV = "FIN_PII_HMAC_KEY"
+MESSAGE_INTERVAL_S = 5  # seconds between uploads of buffered Pipes messages
+
+
+class _JobArgumentParser(argparse.ArgumentParser):
+    def error(self, message):  # raise instead of exiting, so Pipes reports it like any failure
+        raise ValueError(f"job arguments: {message}")
+
+
+def parse_job_arguments(argv: list[str]) -> argparse.Namespace:
+    parser = _JobArgumentParser(prog="transform-to-star-schema", add_help=False, allow_abbrev=False)
+    parser.add_argument("--lakehouse-uri", required=True)
+    parser.add_argument("--version", required=True)
+    parser.add_argument("--s3-endpoint-url", default=None)
+    parser.add_argument("--pii-clear-text", default="false", choices=["true", "false"], type=str.lower)
+    parser.add_argument("--pii-key-secret-id", default=None)
+    # Glue adds its own (--JOB_ID, --JOB_RUN_ID, --JOB_NAME, --TempDir, ...), Pipes its two.
+    arguments, _others = parser.parse_known_args(argv)
+    return arguments
+
+
+def pii_policy(arguments: argparse.Namespace) -> PiiPolicy:
+    if arguments.pii_clear_text == "true":
+        return PiiPolicy(clear_text=True)
+    key = os.environ.get(PII_KEY_ENV) or None
+    if key is None and arguments.pii_key_secret_id:
+        secret = boto3.client("secretsmanager").get_secret_value(SecretId=arguments.pii_key_secret_id)
+        key = secret["SecretString"] if "SecretString" in secret else secret["SecretBinary"].decode()
+    return PiiPolicy(hmac_key=key.encode() if key else None)  # no key and no opt-in: raises
+
+
+def job_spark_session():
+    """Glue's own session inside Glue; a local one anywhere else (a stand-in, a laptop)."""
+    try:
+        from awsglue.context import GlueContext
+    except ImportError:
+        return spark_session(app_name="transform-to-star-schema"), "local Spark"
+    from pyspark.context import SparkContext
+
+    return GlueContext(SparkContext.getOrCreate()).spark_session, "AWS Glue"
+
+
+def main(argv: list[str]) -> None:
+    s3 = boto3.client("s3")
+    with open_dagster_pipes(
+        params_loader=PipesCliArgsParamsLoader(),
+        context_loader=PipesS3ContextLoader(client=s3),
+        message_writer=PipesS3MessageWriter(client=s3, interval=MESSAGE_INTERVAL_S),
+    ) as pipes:
+        arguments = parse_job_arguments(argv)
+        policy = pii_policy(arguments)
+        storage = LakehouseStorage(arguments.lakehouse_uri, s3_endpoint_url=arguments.s3_endpoint_url)
+        spark, runtime = job_spark_session()
+        pipes.log.info(f"building star schema version {arguments.version} from {storage.uri} on {runtime}, {policy!r}")
+        report = build_star_schema_version(spark, storage, arguments.version, policy)
+        for table in TABLES:
+            pipes.log.info(f"{table}: {report.row_counts[table]:,} rows at {report.locations[table]}")
+            pipes.report_asset_materialization(asset_key=table, metadata=report.table_metadata(table))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
