@@ -2,9 +2,13 @@
 
 import hashlib
 import hmac
+import os
+import subprocess
+import sys
 from decimal import Decimal
 
 import psycopg2
+import pyarrow.parquet as pq
 import pytest
 from dagster import materialize
 
@@ -110,3 +114,41 @@ def test_duplicate_events_are_counted_and_do_not_double_count(pipeline):
     [fact] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "fact_transactions"]
 
     assert fact.materialization.metadata["duplicate_events"].value == len(report.fault_keys("duplicate_events"))
+
+
+def test_rebuilding_from_the_same_raw_data_gives_identical_tables(pipeline):
+    _, _, first, storage = pipeline
+    second = materialize(ANALYTICS_ASSETS, resources={
+        "lakehouse": LakehouseResource(uri=storage.uri),
+        "pii": PiiPolicyResource(hmac_key=PII_KEY),
+        "star_schema_engine": LocalSparkEngine(spark=SparkResource(master="local[2]")),
+    })
+    locations = {
+        run: {e.asset_key.to_user_string(): e.materialization.metadata["location"].value
+              for e in result.get_asset_materialization_events() if "version" in e.materialization.metadata}
+        for run, result in (("first", first), ("second", second))
+    }
+
+    for table, location in locations["first"].items():
+        assert location != locations["second"][table]
+        assert pq.read_table(location).equals(pq.read_table(locations["second"][table])), table
+
+
+def test_extraction_alone_never_starts_a_jvm(seeded_sources, tmp_path):
+    databases, _ = seeded_sources
+    script = (
+        "from dagster import materialize\n"
+        "from financial_assets.definitions import defs\n"
+        "from financial_assets.raw import RAW_ASSETS\n"
+        "assert materialize(RAW_ASSETS, resources=defs.resources).success\n"
+        "from pyspark import SparkContext\n"
+        "print('jvm' if SparkContext._jvm is not None else 'no jvm')\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, **databases.env(tmp_path)},
+        capture_output=True, text=True, timeout=300,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip().endswith("no jvm")
