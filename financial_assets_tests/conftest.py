@@ -84,10 +84,9 @@ def seeded_sources(server_settings: Settings):
     """Sources seeded once for the session with every fault: (databases, SeedReport).
 
     Read-only for the tests that share it; a test that changes sources takes `source_databases`.
+    History ends today, so that the faults' "future" timestamps are in the future.
     """
-    from datetime import date
-
-    from financial_assets.sample_data.config import SeedConfig
+    from financial_assets.sample_data.config import SeedConfig, utc_today
     from financial_assets.sample_data.seed import seed_sources
 
     with _fresh_databases(server_settings) as databases:
@@ -95,7 +94,7 @@ def seeded_sources(server_settings: Settings):
             databases.postgres_url,
             databases.mongo_url,
             databases.mongo_database,
-            SeedConfig(customers=120, transactions=2500, as_of=date(2026, 6, 30), with_faults=True),
+            SeedConfig(customers=120, transactions=2500, as_of=utc_today(), with_faults=True),
         )
         yield databases, report
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, materialize
 
-from financial_assets.analytics import ANALYTICS_ASSETS
+from financial_assets.analytics.assets import star_schema
 from financial_assets.analytics.engines import LocalSparkEngine
 from financial_assets.analytics.glue import GlueEngine
 from financial_assets.analytics.glue_package import package_zip, upload_if_changed
@@ -23,6 +23,7 @@ from financial_assets.resources import (
     PostgresResource,
     SparkResource,
 )
+from financial_assets.quality.star_checks import STAR_CHECKS
 from financial_assets.transform.star_schema import TABLES
 from financial_assets_tests.glue_standin import GlueStandin
 
@@ -101,8 +102,18 @@ def raw_lakehouse(tmp_path_factory, seeded_sources):
 def glue_build(raw_lakehouse, aws, standin):
     """The star schema materialized once with the Glue engine."""
     lakehouse, report = raw_lakehouse
-    result = materialize(ANALYTICS_ASSETS, resources=star_schema_resources(lakehouse, glue_engine(aws, standin)))
+    result = materialize(
+        [star_schema], resources=star_schema_resources(lakehouse, glue_engine(aws, standin)),
+        raise_on_error=False, instance=DagsterInstance.ephemeral(),
+    )
     return result, report
+
+
+def check_outcomes(result) -> dict:
+    return {
+        (e.event_specific_data.asset_key.to_user_string(), e.event_specific_data.check_name): e.event_specific_data.passed
+        for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
 
 
 def materializations(result) -> dict:
@@ -116,7 +127,6 @@ def sorted_table(location: str):
 
 def test_materializing_with_glue_reports_each_table_with_its_row_count(glue_build):
     result, report = glue_build
-    assert result.success
     metadata = materializations(result)
 
     assert set(metadata) == set(TABLES)
@@ -131,15 +141,27 @@ def test_materializing_with_glue_reports_each_table_with_its_row_count(glue_buil
 def test_glue_and_local_spark_build_identical_tables(glue_build, raw_lakehouse, spark):
     lakehouse, _ = raw_lakehouse
     local = materialize(
-        ANALYTICS_ASSETS,
+        [star_schema],
         resources=star_schema_resources(lakehouse, LocalSparkEngine(spark=SparkResource(master="local[2]"))),
+        raise_on_error=False, instance=DagsterInstance.ephemeral(),
     )
     glue_tables, local_tables = materializations(glue_build[0]), materializations(local)
+    assert check_outcomes(glue_build[0]) == check_outcomes(local)
 
     for table in TABLES:
         glue_location, local_location = glue_tables[table]["location"].value, local_tables[table]["location"].value
         assert glue_location != local_location  # two versions, built apart
         assert sorted_table(glue_location).equals(sorted_table(local_location)), table
+
+
+def test_check_results_arrive_from_glue_and_a_failed_blocking_check_fails_the_step(glue_build):
+    result, _ = glue_build
+    outcomes = check_outcomes(result)
+
+    assert len(outcomes) == len(STAR_CHECKS)
+    assert outcomes[("fact_transactions", "accepted_transaction_types")] is False  # the seeded 'refund'
+    assert outcomes[("dim_customers", "keys_unique_and_not_null")] is True
+    assert "blocking asset check" in result.failure_data_for_node("star_schema").error.message
 
 
 def test_the_pii_key_never_travels_as_a_job_argument(glue_build, standin):
@@ -154,7 +176,7 @@ def test_the_pii_key_never_travels_as_a_job_argument(glue_build, standin):
 def test_a_failing_glue_run_fails_the_step_with_the_jobs_error(aws, standin, tmp_path):
     empty_lakehouse = tmp_path  # no raw zone: the job fails inside the transform
     result = materialize(
-        ANALYTICS_ASSETS,
+        [star_schema],
         resources=star_schema_resources(empty_lakehouse, glue_engine(aws, standin)),
         raise_on_error=False,
         instance=DagsterInstance.ephemeral(),

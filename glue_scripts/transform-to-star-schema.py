@@ -10,6 +10,7 @@ Job arguments (Glue passes ``--name value`` pairs):
 - ``--s3-endpoint-url``    optional: the lakehouse's S3 endpoint when it is not AWS's
 - ``--pii-clear-text``     optional, ``true``: the operator's opt-in to clear personal data
 - ``--pii-key-secret-id``  the Secrets Manager secret holding the PII HMAC key
+- ``--quality-thresholds`` optional: the audit's thresholds as JSON (QualityThresholds)
 - ``--dagster-pipes-context`` / ``--dagster-pipes-messages``: added by `PipesGlueClient`
 
 The PII key is never a job argument (the Glue console shows those): it comes from the
@@ -34,6 +35,7 @@ from dagster_pipes import (
 )
 
 from financial_assets.lakehouse.storage import LakehouseStorage
+from financial_assets.quality.star_checks import QualityThresholds
 from financial_assets.transform.build import build_star_schema_version
 from financial_assets.transform.pii import PiiPolicy
 from financial_assets.transform.session import spark_session
@@ -55,6 +57,7 @@ def parse_job_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--s3-endpoint-url", default=None)
     parser.add_argument("--pii-clear-text", default="false", choices=["true", "false"], type=str.lower)
     parser.add_argument("--pii-key-secret-id", default=None)
+    parser.add_argument("--quality-thresholds", default=None)
     # Glue adds its own (--JOB_ID, --JOB_RUN_ID, --JOB_NAME, --TempDir, ...), Pipes its two.
     arguments, _others = parser.parse_known_args(argv)
     return arguments
@@ -93,10 +96,22 @@ def main(argv: list[str]) -> None:
         storage = LakehouseStorage(arguments.lakehouse_uri, s3_endpoint_url=arguments.s3_endpoint_url)
         spark, runtime = job_spark_session()
         pipes.log.info(f"building star schema version {arguments.version} from {storage.uri} on {runtime}, {policy!r}")
-        report = build_star_schema_version(spark, storage, arguments.version, policy)
+        thresholds = (
+            QualityThresholds.from_json(arguments.quality_thresholds)
+            if arguments.quality_thresholds else QualityThresholds()
+        )
+        report = build_star_schema_version(spark, storage, arguments.version, policy, thresholds)
         for table in TABLES:
             pipes.log.info(f"{table}: {report.row_counts[table]:,} rows at {report.locations[table]}")
             pipes.report_asset_materialization(asset_key=table, metadata=report.table_metadata(table))
+        for check in report.checks:
+            pipes.report_asset_check(
+                asset_key=check.asset,
+                check_name=check.name,
+                passed=check.passed,
+                severity=check.severity,
+                metadata=check.pipes_metadata(),
+            )
 
 
 if __name__ == "__main__":

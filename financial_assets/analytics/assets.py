@@ -1,12 +1,15 @@
 """The analytics zone: the star schema analysts query, built from the raw zone in one step.
 
 One multi-asset so that the four tables are always built together, from the same raw data, into
-the same version folder: the dimensions and the fact can never drift out of step.
+the same version folder: the dimensions and the fact can never drift out of step. Its checks
+(`financial_assets/quality/star_checks.py`) audit the version before it may be published.
 """
 
-from dagster import AssetExecutionContext, AssetSpec, multi_asset
+from dagster import AssetCheckSpec, AssetExecutionContext, AssetSpec, Config, multi_asset
+from pydantic import Field
 
 from financial_assets.analytics.engines import StarSchemaEngine
+from financial_assets.quality.star_checks import STAR_CHECKS, QualityThresholds
 from financial_assets.resources.lakehouse import LakehouseResource
 from financial_assets.resources.pii import PiiPolicyResource
 from financial_assets.transform.build import new_version
@@ -51,12 +54,45 @@ STAR_SCHEMA_SPECS = [
 ]
 
 
-@multi_asset(specs=STAR_SCHEMA_SPECS, can_subset=False, name="star_schema")
+_DEFAULTS = QualityThresholds()
+
+
+class StarSchemaConfig(Config):
+    """The audit's thresholds; integrity checks have none (they must hold exactly)."""
+
+    min_event_match_rate: float = Field(
+        default=_DEFAULTS.min_event_match_rate, description="Least share of facts with an event (WARN)."
+    )
+    max_duplicate_events: int = Field(
+        default=_DEFAULTS.max_duplicate_events, description="Most duplicate events tolerated (WARN)."
+    )
+    max_transaction_age_hours: float = Field(
+        default=_DEFAULTS.max_transaction_age_hours, description="Oldest the newest transaction may be (WARN)."
+    )
+
+    def thresholds(self) -> QualityThresholds:
+        return QualityThresholds(
+            min_event_match_rate=self.min_event_match_rate,
+            max_duplicate_events=self.max_duplicate_events,
+            max_transaction_age_hours=self.max_transaction_age_hours,
+        )
+
+
+STAR_CHECK_SPECS = [
+    AssetCheckSpec(spec.name, asset=spec.asset, blocking=spec.blocking, description=spec.description)
+    for spec in STAR_CHECKS
+]
+
+
+@multi_asset(specs=STAR_SCHEMA_SPECS, check_specs=STAR_CHECK_SPECS, can_subset=False, name="star_schema")
 def star_schema(
     context: AssetExecutionContext,
+    config: StarSchemaConfig,
     star_schema_engine: StarSchemaEngine,
     lakehouse: LakehouseResource,
     pii: PiiPolicyResource,
 ):
+    """Write a new version of the star schema, then audit it: a failed ERROR check fails this
+    step, so the version is never published."""
     version = new_version(context.run.run_id)
-    yield from star_schema_engine.build(context, lakehouse, pii, version)
+    yield from star_schema_engine.build(context, lakehouse, pii, version, config.thresholds())

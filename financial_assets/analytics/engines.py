@@ -8,17 +8,35 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from dagster import AssetExecutionContext, ConfigurableResource, MaterializeResult
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    ConfigurableResource,
+    MaterializeResult,
+)
 
 from financial_assets.resources.lakehouse import LakehouseResource
 from financial_assets.resources.pii import PiiPolicyResource
 from financial_assets.resources.spark import SparkResource
+from financial_assets.quality.star_checks import CheckOutcome, QualityThresholds
 from financial_assets.transform.build import build_star_schema_version
 from financial_assets.transform.star_schema import TABLES
 
 
+def check_result(outcome: CheckOutcome) -> AssetCheckResult:
+    return AssetCheckResult(
+        asset_key=outcome.asset,
+        check_name=outcome.name,
+        passed=outcome.passed,
+        severity=AssetCheckSeverity(outcome.severity),
+        metadata=outcome.metadata,
+    )
+
+
 class StarSchemaEngine(ConfigurableResource):
-    """Builds one version of the star schema and reports a materialization per table."""
+    """Builds one version of the star schema, audits it, and reports a materialization per
+    table and a result per check."""
 
     def build(
         self,
@@ -26,7 +44,8 @@ class StarSchemaEngine(ConfigurableResource):
         lakehouse: LakehouseResource,
         pii: PiiPolicyResource,
         version: str,
-    ) -> Iterator[MaterializeResult]:
+        thresholds: QualityThresholds,
+    ) -> Iterator[MaterializeResult | AssetCheckResult]:
         raise NotImplementedError
 
 
@@ -35,8 +54,12 @@ class LocalSparkEngine(StarSchemaEngine):
 
     spark: SparkResource
 
-    def build(self, context, lakehouse, pii, version):
+    def build(self, context, lakehouse, pii, version, thresholds):
         context.log.info(f"building star schema version {version} on Spark ({self.spark.remote or self.spark.master})")
-        report = build_star_schema_version(self.spark.session(), lakehouse.storage(), version, pii.policy())
+        report = build_star_schema_version(
+            self.spark.session(), lakehouse.storage(), version, pii.policy(), thresholds
+        )
         for table in TABLES:
             yield MaterializeResult(asset_key=table, metadata=report.table_metadata(table))
+        for outcome in report.checks:
+            yield check_result(outcome)

@@ -13,7 +13,7 @@ def register(commands) -> None:
     parser = commands.add_parser(
         "query",
         help="run SQL on the star schema with DuckDB (default: the analyst's query)",
-        description="Run SQL on the latest star schema with DuckDB. Without SQL, runs the "
+        description="Run SQL on the published star schema with DuckDB. Without SQL, runs the "
         "analyst's query from the original pipeline's README.",
     )
     parser.add_argument("sql", nargs="?", help="the SQL to run (default: the analyst's query)")
@@ -48,13 +48,13 @@ def print_table(columns: list[str], rows: list[tuple], limit: int, out=sys.stdou
 
 def run(args: argparse.Namespace) -> int:
     from financial_assets.lakehouse.storage import LakehouseStorage
-    from financial_assets.query.duckdb_views import ANALYST_QUERY, NoStarSchemaError, connect, latest_version
+    from financial_assets.query.duckdb_views import ANALYST_QUERY, NoStarSchemaError, connect, published_version
     from financial_assets.settings import Settings
 
     settings = Settings.from_env()
     storage = LakehouseStorage(settings.lakehouse_uri, s3_endpoint_url=settings.s3_endpoint_url)
     try:
-        version = latest_version(storage)
+        version = published_version(storage)
     except NoStarSchemaError as error:
         print(f"financial-assets: {error}", file=sys.stderr)
         return 2
@@ -69,6 +69,6 @@ def run(args: argparse.Namespace) -> int:
         json.dump([dict(zip(columns, row)) for row in rows], sys.stdout, default=str, indent=1)
         print()
     else:
-        print(f"star schema version {version}", file=sys.stderr)
+        print(f"published star schema version {version}", file=sys.stderr)
         print_table(columns, rows, args.limit)
     return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import duckdb
 
+from financial_assets.lakehouse.publication import published
 from financial_assets.lakehouse.storage import LakehouseStorage
 from financial_assets.transform.build import version_path
 from financial_assets.transform.star_schema import TABLES
@@ -20,25 +21,16 @@ ORDER BY total_transaction_amount DESC"""
 
 
 class NoStarSchemaError(LookupError):
-    """No version of the star schema has been built yet."""
+    """No version of the star schema has been published yet."""
 
 
-def built_versions(storage: LakehouseStorage) -> list[str]:
-    """Versions whose build finished (it writes `_build.json` last), oldest first."""
-    return sorted(
-        path.split("/")[2]
-        for path in storage.list_files("analytics/versions")
-        if path.endswith("/_build.json")
-    )
-
-
-def latest_version(storage: LakehouseStorage) -> str:
-    versions = built_versions(storage)
-    if not versions:
+def published_version(storage: LakehouseStorage) -> str:
+    publication = published(storage)
+    if publication is None:
         raise NoStarSchemaError(
-            f"no star schema in {storage.uri}/analytics yet: run `financial-assets materialize` first"
+            f"no star schema published in {storage.uri} yet: run `financial-assets materialize` first"
         )
-    return versions[-1]
+    return publication.version
 
 
 def connect(storage: LakehouseStorage, version: str, database: str = ":memory:") -> duckdb.DuckDBPyConnection:

@@ -19,11 +19,13 @@ from pyspark.sql import functions as F
 
 from financial_assets.lakehouse.storage import LakehouseStorage
 from financial_assets.lakehouse.tables import ManifestTable
+from financial_assets.quality.star_checks import CheckOutcome, QualityThresholds, run_star_checks
 from financial_assets.transform.pii import PiiPolicy
 from financial_assets.transform.star_schema import (
     TABLES,
     UNKNOWN_KEY,
     RawTables,
+    StarSchema,
     build_star_schema,
     configure_session,
     event_statistics,
@@ -42,6 +44,7 @@ class BuildReport:
     locations: dict[str, str]
     row_counts: dict[str, int]
     statistics: dict[str, int] = field(default_factory=dict)
+    checks: list[CheckOutcome] = field(default_factory=list)
 
     def table_metadata(self, table: str) -> dict:
         """Plain values (JSON-safe, so Dagster Pipes can carry them from Glue)."""
@@ -77,8 +80,13 @@ def version_path(version: str, table: str) -> str:
 
 
 def build_star_schema_version(
-    spark: SparkSession, storage: LakehouseStorage, version: str, policy: PiiPolicy
+    spark: SparkSession,
+    storage: LakehouseStorage,
+    version: str,
+    policy: PiiPolicy,
+    thresholds: QualityThresholds | None = None,
 ) -> BuildReport:
+    """Write a new version of the star schema, then audit what was written."""
     configure_session(spark)
     raw = read_raw_tables(spark, storage)
     star = build_star_schema(raw, policy)
@@ -88,14 +96,26 @@ def build_star_schema_version(
         # Sorted by key so that a rebuild of the same raw data writes the same rows in the same order.
         frame.orderBy(frame.columns[0]).write.mode("errorifexists").parquet(location)
         locations[name] = location
-        row_counts[name] = spark.read.parquet(location).count()
-    fact = spark.read.parquet(locations["fact_transactions"])
+    # The audit reads what was written, not the plan that wrote it.
+    written = StarSchema(**{name: spark.read.parquet(location) for name, location in locations.items()})
+    for name, frame in written.tables().items():
+        row_counts[name] = frame.count()
     statistics = event_statistics(raw.transactions, raw.transaction_events)
-    statistics["unknown_account_rows"] = fact.where(F.col("account_key") == UNKNOWN_KEY).count()
-    report = BuildReport(version, locations, row_counts, statistics)
+    statistics["unknown_account_rows"] = written.fact_transactions.where(
+        F.col("account_key") == UNKNOWN_KEY
+    ).count()
+    checks = run_star_checks(written, raw, statistics, thresholds or QualityThresholds())
+    report = BuildReport(version, locations, row_counts, statistics, checks)
     storage.write_bytes(
         f"analytics/versions/{version}/_build.json",
-        json.dumps({"version": version, "tables": list(TABLES), "row_counts": row_counts,
-                    "statistics": statistics}, indent=1).encode(),
+        json.dumps({
+            "version": version,
+            "tables": list(TABLES),
+            "row_counts": row_counts,
+            "statistics": statistics,
+            "checks": [
+                {"asset": c.asset, "name": c.name, "passed": c.passed, "severity": c.severity} for c in checks
+            ],
+        }, indent=1).encode(),
     )
     return report
