@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from financial_assets.operations import materialize
+from financial_assets.operations import materialize, versions
 from financial_assets.query import cli as query_cli
 from financial_assets.sample_data import cli as seed_cli
 from financial_assets.settings import SettingsError
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed_cli.register(commands)
     materialize.register(commands)
     query_cli.register(commands)
+    versions.register(commands)
     return parser
 
 

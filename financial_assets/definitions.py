@@ -1,23 +1,19 @@
 """The Dagster code location: `dagster dev -m financial_assets.definitions`."""
 
-from dagster import Definitions, define_asset_job, in_process_executor
+from dagster import Definitions, in_process_executor
 
 from financial_assets.analytics import ANALYTICS_ASSETS
+from financial_assets.automation import JOBS, SCHEDULES
 from financial_assets.raw import RAW_ASSETS
 from financial_assets.resources import local_resources
 from financial_assets.settings import Settings
 
 settings = Settings.from_env()
 
-extract_sources_job = define_asset_job(
-    "extract_sources",
-    selection=[asset.key for asset in RAW_ASSETS],
-    description="Extract every source table into the raw zone.",
-)
-
 defs = Definitions(
     assets=[*RAW_ASSETS, *ANALYTICS_ASSETS],
-    jobs=[extract_sources_job],
+    jobs=JOBS,
+    schedules=SCHEDULES,
     resources=local_resources(settings),
     # One process per run: a step per process would start a JVM per Spark step on 2 cores.
     executor=in_process_executor,

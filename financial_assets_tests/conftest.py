@@ -86,7 +86,7 @@ def seeded_sources(server_settings: Settings):
     Read-only for the tests that share it; a test that changes sources takes `source_databases`.
     History ends today, so that the faults' "future" timestamps are in the future.
     """
-    from financial_assets.sample_data.config import SeedConfig, utc_today
+    from financial_assets.sample_data.config import SeedConfig, last_complete_day
     from financial_assets.sample_data.seed import seed_sources
 
     with _fresh_databases(server_settings) as databases:
@@ -94,7 +94,7 @@ def seeded_sources(server_settings: Settings):
             databases.postgres_url,
             databases.mongo_url,
             databases.mongo_database,
-            SeedConfig(customers=120, transactions=2500, as_of=utc_today(), with_faults=True),
+            SeedConfig(customers=120, transactions=2500, as_of=last_complete_day(), with_faults=True),
         )
         yield databases, report
 

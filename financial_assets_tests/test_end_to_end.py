@@ -167,3 +167,76 @@ def test_extraction_alone_never_starts_a_jvm(seeded_sources, tmp_path):
 
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip().endswith("no jvm")
+
+
+def check_metadata(result) -> dict:
+    return {
+        (e.event_specific_data.asset_key.to_user_string(), e.event_specific_data.check_name):
+            (e.event_specific_data.passed, {k: v.value for k, v in e.event_specific_data.metadata.items()})
+        for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+
+
+# Which check catches each fault class of `seed --with-faults`, and the count it must report.
+FAULT_CHECKS = {
+    "orphan_transactions": ("fact_transactions", "unknown_members", "facts_with_unknown_account"),
+    "null_amounts": ("fact_transactions", "amounts_present_and_positive", "null_amounts"),
+    "negative_amounts": ("fact_transactions", "amounts_present_and_positive", "non_positive_amounts"),
+    "unknown_transaction_type": ("fact_transactions", "accepted_transaction_types", "unexpected_rows"),
+    "null_timestamps": ("fact_transactions", "transaction_times_valid", "missing_timestamps"),
+    "future_timestamps": ("fact_transactions", "transaction_times_valid", "future_timestamps"),
+    "null_emails": ("dim_customers", "emails_present", "customers_without_email"),
+    "out_of_range_fraud_score": ("fact_transactions", "fraud_scores_in_range", "out_of_range"),
+    "unknown_device_type": ("fact_transactions", "accepted_device_types", "unexpected_rows"),
+    "duplicate_events": ("fact_transactions", "duplicate_events", "duplicate_events"),
+    "events_for_unknown_transactions": ("fact_transactions", "events_match_transactions", "events_for_unknown_transactions"),
+}
+QUARANTINE_FAULTS = ["string_fraud_score", "missing_geolocation", "string_transaction_id", "missing_transaction_id"]
+
+
+@pytest.mark.parametrize("fault", list(FAULT_CHECKS))
+def test_each_fault_class_is_flagged_by_its_check_with_the_exact_count(pipeline, fault):
+    _, report, result, _ = pipeline
+    asset, check, counter = FAULT_CHECKS[fault]
+    passed, metadata = check_metadata(result)[(asset, check)]
+
+    assert passed is False
+    assert metadata[counter] == len(report.fault_keys(fault))
+
+
+def test_orphan_accounts_are_flagged_through_their_transactions_unknown_customer(pipeline):
+    _, report, result, _ = pipeline
+    _, metadata = check_metadata(result)[("fact_transactions", "unknown_members")]
+    orphaned = len(report.fault_keys("orphan_transactions")) + len(
+        report.faults["orphan_accounts"].details["transaction_ids"]
+    )
+
+    assert metadata["facts_with_unknown_customer"] == orphaned
+
+
+def test_documents_that_break_the_schema_are_flagged_by_the_quarantine_check(pipeline):
+    _, report, result, _ = pipeline
+    passed, metadata = check_metadata(result)[("raw_transaction_events", "no_quarantined_documents")]
+
+    assert passed is False
+    assert metadata["quarantined_this_load"] == sum(len(report.fault_keys(kind)) for kind in QUARANTINE_FAULTS)
+
+
+def test_no_row_is_unaccounted_for(pipeline):
+    _, _, result, _ = pipeline
+    checks = check_metadata(result)
+
+    for raw in ("raw_customers", "raw_accounts", "raw_transactions", "raw_transaction_events"):
+        assert checks[(raw, "reconciles_with_source")][0] is True, raw
+    assert checks[("fact_transactions", "reconciles_with_raw")][0] is True
+    assert checks[("fact_transactions", "foreign_keys_resolve")][0] is True
+
+
+def test_messy_emails_are_normalised_into_one_token_not_flagged(pipeline):
+    _, report, result, storage = pipeline
+    clean_id, messy_id = report.faults["messy_emails"].details["same_email_as"][0]
+    tokens = connect(storage, built_version(result)).execute(
+        f"SELECT customer_key, email FROM dim_customers WHERE customer_key IN ({clean_id}, {messy_id})"
+    ).fetchall()
+
+    assert len({email for _, email in tokens}) == 1 and len(tokens) == 2

@@ -45,6 +45,14 @@ class LoadReport:
     new_columns: list[str] = field(default_factory=list)
     quarantined: int = 0
     quarantine_manifest: TableManifest | None = None
+    # Source rows up to the high-water mark (all of them for a snapshot), counted in the load's
+    # own snapshot where the source has one: what raw + quarantined must add up to.
+    source_rows: int | None = None
+
+    @property
+    def raw_and_quarantined_rows(self) -> int:
+        raw = self.manifest.row_count if self.manifest else 0
+        return raw + (self.quarantine_manifest.row_count if self.quarantine_manifest else 0)
 
     @property
     def high_water_mark(self) -> int | str | None:
@@ -110,6 +118,8 @@ def load_postgres_table(
     progress: Callable[[int], None] | None = None,
 ) -> LoadReport:
     """Copy ``contract.table`` into ``table``: rows past the high-water mark, or all of them."""
+    # One snapshot for the drift check, the copy and the count that reconciles them.
+    connection.set_session(isolation_level="REPEATABLE READ", readonly=True)
     current, incremental, mode = _plan(table, contract.cursor_column, full_refresh)
     after = current.high_water_mark if incremental else None
     columns, new_columns = columns_to_extract(contract, live_columns(connection, contract.table))
@@ -146,7 +156,21 @@ def load_postgres_table(
         schema=schema,
         preview=preview.table(),
         new_columns=new_columns,
+        source_rows=_source_rows(connection, contract, manifest.high_water_mark if manifest else None),
     )
+
+
+def _source_rows(connection, contract: TableContract, high_water_mark) -> int:
+    query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(contract.table))
+    if contract.cursor_column:
+        if high_water_mark is None:
+            return 0
+        query = sql.SQL("{} WHERE {} <= {}").format(
+            query, sql.Identifier(contract.cursor_column), sql.Literal(high_water_mark)
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(query)
+        return cursor.fetchone()[0]
 
 
 def _refuse_reset_source(connection, contract: TableContract, high_water_mark) -> None:
@@ -224,6 +248,7 @@ def load_documents(
         new_columns=sorted(new_fields),
         quarantined=staged_bad.rows,
         quarantine_manifest=quarantine_manifest,
+        source_rows=collection.count_documents({"_id": {"$lte": ObjectId(mark)}}) if mark else 0,
     )
 
 

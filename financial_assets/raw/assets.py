@@ -7,6 +7,9 @@ This replaces the original pipeline's AWS DMS full-load tasks.
 import time
 
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetsDefinition,
     Backoff,
@@ -26,7 +29,13 @@ from financial_assets.extract.contracts import (
     TRANSACTIONS,
     TableContract,
 )
-from financial_assets.extract.loads import SchemaDriftError, SourceResetError, load_documents, load_postgres_table
+from financial_assets.extract.loads import (
+    LoadReport,
+    SchemaDriftError,
+    SourceResetError,
+    load_documents,
+    load_postgres_table,
+)
 from financial_assets.raw.metadata import load_metadata
 from financial_assets.resources import DocumentStoreResource, LakehouseResource, PostgresResource
 
@@ -53,6 +62,23 @@ def _progress_logger(context: AssetExecutionContext, table: str):
     return report
 
 
+RECONCILES = "reconciles_with_source"
+RECONCILES_DESCRIPTION = "Source rows up to the high-water mark = raw rows + quarantined rows: nothing lost."
+
+
+def _reconciliation(report: LoadReport) -> AssetCheckResult:
+    return AssetCheckResult(
+        check_name=RECONCILES,
+        passed=report.source_rows == report.raw_and_quarantined_rows,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "source_rows": report.source_rows,
+            "raw_rows": report.manifest.row_count if report.manifest else 0,
+            "quarantined_rows": report.quarantine_manifest.row_count if report.quarantine_manifest else 0,
+        },
+    )
+
+
 def _not_retryable(error: Exception) -> Failure:
     # Drift and a rebuilt source need a person, not another attempt.
     return Failure(description=str(error), allow_retries=False)
@@ -65,6 +91,8 @@ def _postgres_raw_asset(contract: TableContract, description: str) -> AssetsDefi
         kinds={"postgres", "parquet"},
         description=description,
         retry_policy=SOURCE_RETRY,
+        check_specs=[AssetCheckSpec(RECONCILES, asset=f"raw_{contract.table}", blocking=True,
+                                    description=RECONCILES_DESCRIPTION)],
     )
     def _raw_table(
         context: AssetExecutionContext,
@@ -94,7 +122,10 @@ def _postgres_raw_asset(contract: TableContract, description: str) -> AssetsDefi
             f"{postgres.display_url}; high-water mark {report.previous_high_water_mark} -> "
             f"{report.high_water_mark}"
         )
-        return MaterializeResult(metadata=load_metadata(report, table, contract.pii_columns))
+        return MaterializeResult(
+            metadata=load_metadata(report, table, contract.pii_columns),
+            check_results=[_reconciliation(report)],
+        )
 
     return _raw_table
 
@@ -121,6 +152,11 @@ raw_transactions = _postgres_raw_asset(
     group_name="raw",
     kinds={"mongodb", "parquet"},
     retry_policy=SOURCE_RETRY,
+    check_specs=[
+        AssetCheckSpec(RECONCILES, asset="raw_transaction_events", blocking=True, description=RECONCILES_DESCRIPTION),
+        AssetCheckSpec("no_quarantined_documents", asset="raw_transaction_events", blocking=False,
+                       description="No document of this load broke the schema (WARN: they are kept in quarantine)."),
+    ],
 )
 def raw_transaction_events(
     context: AssetExecutionContext,
@@ -153,4 +189,13 @@ def raw_transaction_events(
         f"transaction_events: {report.mode} load of {report.rows_loaded:,} documents from "
         f"{document_store.display_url}"
     )
-    return MaterializeResult(metadata=load_metadata(report, events, TRANSACTION_EVENTS.pii_columns))
+    quarantined = AssetCheckResult(
+        check_name="no_quarantined_documents",
+        passed=report.quarantined == 0,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"quarantined_this_load": report.quarantined, "quarantine_table": quarantine.relpath},
+    )
+    return MaterializeResult(
+        metadata=load_metadata(report, events, TRANSACTION_EVENTS.pii_columns),
+        check_results=[_reconciliation(report), quarantined],
+    )

@@ -12,7 +12,7 @@ from financial_assets.sample_data.config import (
     DEFAULT_SEED,
     DEFAULT_TRANSACTIONS,
     SeedConfig,
-    utc_today,
+    last_complete_day,
 )
 
 DESCRIPTION = """\
@@ -75,7 +75,7 @@ def register(commands) -> argparse.ArgumentParser:
                         help="transactions to generate (default: %(default)s)")
     parser.add_argument("--seed", type=_seed, default=DEFAULT_SEED, metavar="S", help="random seed (default: %(default)s)")
     parser.add_argument("--as-of", type=_date, default=None, metavar="YYYY-MM-DD",
-                        help="last day of transaction history (default: today, UTC)")
+                        help="last day of transaction history (default: yesterday, the last complete UTC day)")
     parser.add_argument("--event-ratio", type=_ratio, default=DEFAULT_EVENT_RATIO, metavar="R",
                         help="share of transactions that have an event document (default: %(default)s)")
     parser.add_argument("--with-faults", action="store_true",
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         accounts_per_customer=args.accounts_per_customer,
         transactions=args.transactions,
         seed=args.seed,
-        as_of=args.as_of or utc_today(),
+        as_of=args.as_of or last_complete_day(),
         event_ratio=args.event_ratio,
         with_faults=args.with_faults,
     )

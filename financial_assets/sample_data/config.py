@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 DEFAULT_CUSTOMERS = 1000
 DEFAULT_ACCOUNTS_PER_CUSTOMER = 2
@@ -22,9 +22,10 @@ DEFAULT_EVENT_RATIO = 0.95
 _EPSILON = 1e-9
 
 
-def utc_today() -> date:
-    """Today's date in UTC: the default as-of date."""
-    return datetime.now(timezone.utc).date()
+def last_complete_day() -> date:
+    """Yesterday in UTC: the default as-of date. History ends with a whole day, so no sample
+    transaction lies in the future of the moment the data is generated."""
+    return datetime.now(timezone.utc).date() - timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class SeedConfig:
     accounts_per_customer: int = DEFAULT_ACCOUNTS_PER_CUSTOMER
     transactions: int = DEFAULT_TRANSACTIONS
     seed: int = DEFAULT_SEED
-    as_of: date = field(default_factory=utc_today)
+    as_of: date = field(default_factory=last_complete_day)
     event_ratio: float = DEFAULT_EVENT_RATIO
     with_faults: bool = False
 
