@@ -86,6 +86,11 @@ def _materialize(args: argparse.Namespace) -> int:
             f"  {event.asset_key.to_user_string():<28} "
             f"{(f'{rows.value:,} rows' if rows else ''):>16}  {mode.value if mode else ''}"
         )
+    checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    if checks:
+        failed = [f"{c.asset_key.to_user_string()}.{c.check_name} ({c.severity.value})" for c in checks if not c.passed]
+        print(f"  checks: {len(checks) - len(failed)} passed, {len(failed)} failed"
+              + (f": {', '.join(failed)}" if failed else ""))
     elapsed = time.monotonic() - started
     if not result.success:
         for event in result.all_events:
