@@ -142,3 +142,29 @@ def spark():
     from financial_assets.transform.session import spark_session
 
     return spark_session("local[2]")
+
+
+TEST_PII_KEY = "test-only-pii-key"
+
+
+def pipeline_resources(lakehouse_uri, databases: SourceDatabases | None = None, engine=None) -> dict:
+    """Resources for materializing the pipeline in tests: local Spark unless ``engine`` is given,
+    the sources only when ``databases`` is given."""
+    from financial_assets.analytics.engines import LocalSparkEngine
+    from financial_assets.resources import (
+        DocumentStoreResource,
+        LakehouseResource,
+        PiiPolicyResource,
+        PostgresResource,
+        SparkResource,
+    )
+
+    resources = {
+        "lakehouse": LakehouseResource(uri=str(lakehouse_uri)),
+        "pii": PiiPolicyResource(hmac_key=TEST_PII_KEY),
+        "star_schema_engine": engine or LocalSparkEngine(spark=SparkResource(master="local[2]")),
+    }
+    if databases is not None:
+        resources["postgres"] = PostgresResource(url=databases.postgres_url)
+        resources["document_store"] = DocumentStoreResource(url=databases.mongo_url, database=databases.mongo_database)
+    return resources

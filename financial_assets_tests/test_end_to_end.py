@@ -14,24 +14,14 @@ from decimal import Decimal
 import psycopg2
 import pyarrow.parquet as pq
 import pytest
-from dagster import materialize
+from dagster import DagsterInstance, materialize
 
 from financial_assets.analytics import ANALYTICS_ASSETS
-from financial_assets.analytics.engines import LocalSparkEngine
 from financial_assets.lakehouse.storage import LakehouseStorage
-from dagster import DagsterInstance
-
 from financial_assets.query.duckdb_views import ANALYST_QUERY, connect
 from financial_assets.raw import RAW_ASSETS
-from financial_assets.resources import (
-    DocumentStoreResource,
-    LakehouseResource,
-    PiiPolicyResource,
-    PostgresResource,
-    SparkResource,
-)
-
-PII_KEY = "test-only-pii-key"
+from financial_assets_tests.conftest import TEST_PII_KEY as PII_KEY
+from financial_assets_tests.conftest import pipeline_resources
 
 # From the source, the analyst's totals: every transaction, its customer if there is one.
 SOURCE_TOTALS = """
@@ -56,13 +46,7 @@ def pipeline(tmp_path_factory, seeded_sources, spark):
     lakehouse = tmp_path_factory.mktemp("lakehouse")
     result = materialize(
         [*RAW_ASSETS, *ANALYTICS_ASSETS],
-        resources={
-            "postgres": PostgresResource(url=databases.postgres_url),
-            "document_store": DocumentStoreResource(url=databases.mongo_url, database=databases.mongo_database),
-            "lakehouse": LakehouseResource(uri=str(lakehouse)),
-            "pii": PiiPolicyResource(hmac_key=PII_KEY),
-            "star_schema_engine": LocalSparkEngine(spark=SparkResource(master="local[2]")),
-        },
+        resources=pipeline_resources(lakehouse, databases),
         raise_on_error=False,
         instance=DagsterInstance.ephemeral(),
     )
@@ -133,11 +117,8 @@ def test_duplicate_events_are_counted_and_do_not_double_count(pipeline):
 
 def test_rebuilding_from_the_same_raw_data_gives_identical_tables(pipeline):
     _, _, first, storage = pipeline
-    second = materialize([ANALYTICS_ASSETS[0]], raise_on_error=False, instance=DagsterInstance.ephemeral(), resources={
-        "lakehouse": LakehouseResource(uri=storage.uri),
-        "pii": PiiPolicyResource(hmac_key=PII_KEY),
-        "star_schema_engine": LocalSparkEngine(spark=SparkResource(master="local[2]")),
-    })
+    second = materialize([ANALYTICS_ASSETS[0]], raise_on_error=False, instance=DagsterInstance.ephemeral(),
+                         resources=pipeline_resources(storage.uri))
     locations = {
         run: {e.asset_key.to_user_string(): e.materialization.metadata["location"].value
               for e in result.get_asset_materialization_events() if "version" in e.materialization.metadata}

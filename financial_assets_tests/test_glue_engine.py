@@ -12,22 +12,14 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from financial_assets.analytics.assets import star_schema
-from financial_assets.analytics.engines import LocalSparkEngine
 from financial_assets.analytics.glue import GlueEngine
 from financial_assets.analytics.glue_package import package_zip, upload_if_changed
-from financial_assets.raw import RAW_ASSETS
-from financial_assets.resources import (
-    DocumentStoreResource,
-    LakehouseResource,
-    PiiPolicyResource,
-    PostgresResource,
-    SparkResource,
-)
 from financial_assets.quality.star_checks import STAR_CHECKS
+from financial_assets.raw import RAW_ASSETS
 from financial_assets.transform.star_schema import TABLES
+from financial_assets_tests.conftest import TEST_PII_KEY as PII_KEY
+from financial_assets_tests.conftest import pipeline_resources
 from financial_assets_tests.glue_standin import GlueStandin
-
-PII_KEY = "test-only-pii-key"
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +65,6 @@ def glue_engine(aws, standin) -> GlueEngine:
     )
 
 
-def star_schema_resources(lakehouse, engine) -> dict:
-    return {
-        "lakehouse": LakehouseResource(uri=str(lakehouse)),
-        "pii": PiiPolicyResource(hmac_key=PII_KEY),
-        "star_schema_engine": engine,
-    }
-
-
 @pytest.fixture(scope="module")
 def raw_lakehouse(tmp_path_factory, seeded_sources):
     """A local lakehouse whose raw zone the raw assets loaded from the seeded sources with faults.
@@ -89,11 +73,7 @@ def raw_lakehouse(tmp_path_factory, seeded_sources):
     """
     databases, report = seeded_sources
     lakehouse = tmp_path_factory.mktemp("lakehouse")
-    result = materialize(RAW_ASSETS, resources={
-        "postgres": PostgresResource(url=databases.postgres_url),
-        "document_store": DocumentStoreResource(url=databases.mongo_url, database=databases.mongo_database),
-        "lakehouse": LakehouseResource(uri=str(lakehouse)),
-    })
+    result = materialize(RAW_ASSETS, resources=pipeline_resources(lakehouse, databases))
     assert result.success
     return lakehouse, report
 
@@ -103,7 +83,7 @@ def glue_build(raw_lakehouse, aws, standin):
     """The star schema materialized once with the Glue engine."""
     lakehouse, report = raw_lakehouse
     result = materialize(
-        [star_schema], resources=star_schema_resources(lakehouse, glue_engine(aws, standin)),
+        [star_schema], resources=pipeline_resources(lakehouse, engine=glue_engine(aws, standin)),
         raise_on_error=False, instance=DagsterInstance.ephemeral(),
     )
     return result, report
@@ -142,7 +122,7 @@ def test_glue_and_local_spark_build_identical_tables(glue_build, raw_lakehouse, 
     lakehouse, _ = raw_lakehouse
     local = materialize(
         [star_schema],
-        resources=star_schema_resources(lakehouse, LocalSparkEngine(spark=SparkResource(master="local[2]"))),
+        resources=pipeline_resources(lakehouse),
         raise_on_error=False, instance=DagsterInstance.ephemeral(),
     )
     glue_tables, local_tables = materializations(glue_build[0]), materializations(local)
@@ -177,7 +157,7 @@ def test_a_failing_glue_run_fails_the_step_with_the_jobs_error(aws, standin, tmp
     empty_lakehouse = tmp_path  # no raw zone: the job fails inside the transform
     result = materialize(
         [star_schema],
-        resources=star_schema_resources(empty_lakehouse, glue_engine(aws, standin)),
+        resources=pipeline_resources(empty_lakehouse, engine=glue_engine(aws, standin)),
         raise_on_error=False,
         instance=DagsterInstance.ephemeral(),
     )

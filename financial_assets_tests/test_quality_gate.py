@@ -12,7 +12,6 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from financial_assets.analytics import ANALYTICS_ASSETS
-from financial_assets.analytics.engines import LocalSparkEngine
 from financial_assets.lakehouse.publication import (
     PublicationError,
     built_versions,
@@ -23,18 +22,9 @@ from financial_assets.lakehouse.publication import (
 from financial_assets.lakehouse.storage import LakehouseStorage
 from financial_assets.query.duckdb_views import ANALYST_QUERY, connect, published_version
 from financial_assets.raw import RAW_ASSETS
-from financial_assets.resources import (
-    DocumentStoreResource,
-    LakehouseResource,
-    PiiPolicyResource,
-    PostgresResource,
-    SparkResource,
-)
 from financial_assets.sample_data.config import SeedConfig
 from financial_assets.sample_data.seed import seed_sources
-from financial_assets_tests.conftest import REPO_ROOT
-
-PII_KEY = "test-only-pii-key"
+from financial_assets_tests.conftest import REPO_ROOT, TEST_PII_KEY, pipeline_resources
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +36,7 @@ def clean(server_settings, spark, tmp_path_factory):
         seed_sources(databases.postgres_url, databases.mongo_url, databases.mongo_database,
                      SeedConfig(customers=60, transactions=1500))
         lakehouse = tmp_path_factory.mktemp("lakehouse")
-        resources = {
-            "postgres": PostgresResource(url=databases.postgres_url),
-            "document_store": DocumentStoreResource(url=databases.mongo_url, database=databases.mongo_database),
-            "lakehouse": LakehouseResource(uri=str(lakehouse)),
-            "pii": PiiPolicyResource(hmac_key=PII_KEY),
-            "star_schema_engine": LocalSparkEngine(spark=SparkResource(master="local[2]")),
-        }
+        resources = pipeline_resources(lakehouse, databases)
         first = materialize([*RAW_ASSETS, *ANALYTICS_ASSETS], resources=resources, instance=DagsterInstance.ephemeral())
         yield databases, resources, first, LakehouseStorage(str(lakehouse))
 
@@ -105,7 +89,7 @@ def test_a_killed_build_leaves_the_previous_version_readable(clean, tmp_path):
     before = published(storage)
     started_versions = {b.version for b in built_versions(storage)}
     environment = {
-        **os.environ, **databases.env(storage.uri), "FIN_PII_HMAC_KEY": PII_KEY, "DAGSTER_HOME": str(tmp_path),
+        **os.environ, **databases.env(storage.uri), "FIN_PII_HMAC_KEY": TEST_PII_KEY, "DAGSTER_HOME": str(tmp_path),
     }
     build = subprocess.Popen(
         [sys.executable, "-m", "financial_assets.cli", "materialize", "--select", "group:analytics"],
