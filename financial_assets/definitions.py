@@ -2,6 +2,7 @@
 
 from dagster import Definitions, in_process_executor
 
+from financial_assets.alerts import quality_alerts_sensor
 from financial_assets.analytics import ANALYTICS_ASSETS
 from financial_assets.automation import JOBS, SCHEDULES
 from financial_assets.raw import RAW_ASSETS
@@ -14,6 +15,7 @@ defs = Definitions(
     assets=[*RAW_ASSETS, *ANALYTICS_ASSETS],
     jobs=JOBS,
     schedules=SCHEDULES,
+    sensors=[quality_alerts_sensor],
     resources=local_resources(settings),
     # One process per run: a step per process would start a JVM per Spark step on 2 cores.
     executor=in_process_executor,

@@ -153,6 +153,20 @@ def _engine_settings(environ: Mapping[str, str]) -> dict:
     return {"star_schema_engine": engine, "aws_region": region, **glue}
 
 
+def _alert_settings(environ: Mapping[str, str]) -> dict:
+    """The alert log is always on; the webhook URL and Slack token are secrets the resource reads."""
+    webhook = environ.get("FIN_ALERT_WEBHOOK_URL", "").strip()
+    if webhook and (urlsplit(webhook).scheme not in ("http", "https") or not urlsplit(webhook).hostname):
+        raise SettingsError("FIN_ALERT_WEBHOOK_URL must be an http(s):// URL")  # not echoed: it holds a token
+    token = environ.get("FIN_SLACK_TOKEN", "").strip()
+    channel = environ.get("FIN_SLACK_CHANNEL", "").strip()
+    if bool(token) != bool(channel):
+        missing = "FIN_SLACK_CHANNEL" if token else "FIN_SLACK_TOKEN"
+        raise SettingsError(f"{missing} must be set too: Slack alerts need FIN_SLACK_TOKEN and FIN_SLACK_CHANNEL")
+    log = environ.get("FIN_ALERT_LOG", "").strip() or "var/alerts/alerts.jsonl"
+    return {"alert_log_path": str(Path(log).expanduser().resolve()), "slack_channel": channel or None}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the sources and the lakehouse are. Defaults point at `scripts/services.sh`."""
@@ -172,6 +186,8 @@ class Settings:
     glue_pipes_bucket: str | None = None
     glue_pii_key_secret_id: str | None = None
     aws_region: str | None = None
+    alert_log_path: str = "var/alerts/alerts.jsonl"
+    slack_channel: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -187,4 +203,5 @@ class Settings:
             pii_clear_text=_flag(environ, "FIN_PII_CLEAR_TEXT"),
             local_pii_key_file=str(Path("var/secrets/pii_hmac_key").resolve()),
             **_engine_settings(environ),
+            **_alert_settings(environ),
         )

@@ -77,3 +77,15 @@ def test_the_glue_engine_needs_its_job_staging_and_pipes_bucket():
         "FIN_GLUE_PIPES_BUCKET": "bank-lake",
     })
     assert (settings.star_schema_engine, settings.glue_job_name) == ("glue", "transform-to-star-schema")
+
+
+def test_slack_alerts_need_both_token_and_channel():
+    with pytest.raises(SettingsError, match="^FIN_SLACK_CHANNEL must be set too"):
+        Settings.from_env({"FIN_SLACK_TOKEN": "xoxb-test-only"})
+
+
+def test_an_invalid_webhook_url_is_refused_without_echoing_it():
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"FIN_ALERT_WEBHOOK_URL": "hooks.example.org/T000/secret-part"})
+
+    assert "secret-part" not in str(raised.value)

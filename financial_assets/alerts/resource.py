@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from dagster import ConfigurableResource
 from dagster_slack import SlackResource
@@ -90,6 +91,10 @@ class AlertsResource(ConfigurableResource):
         """Defence in depth: whatever a library put in its error, the secrets are not shown."""
         if self.webhook_url:
             text = text.replace(self.webhook_url, redact_webhook_url(self.webhook_url))
+            parts = urlsplit(self.webhook_url)
+            for secret in (parts.path.strip("/"), parts.query):
+                if len(secret) > 3:
+                    text = text.replace(secret, "***")
         if self.slack is not None and self.slack.token:
             text = text.replace(self.slack.token, "***")
         return text

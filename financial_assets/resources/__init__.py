@@ -6,6 +6,8 @@ import os
 
 from dagster import EnvVar
 
+from financial_assets.alerts import alerts_resource
+
 from financial_assets.resources.document_store import DocumentStoreResource
 from financial_assets.resources.lakehouse import LakehouseResource
 from financial_assets.resources.pii import PiiPolicyResource
@@ -37,6 +39,7 @@ def local_resources(settings: Settings) -> dict:
             clear_text=settings.pii_clear_text,
         ),
         "star_schema_engine": _star_schema_engine(settings),
+        "alerts": alerts_resource(settings.alert_log_path, settings.slack_channel),
     }
 
 
