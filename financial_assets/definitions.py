@@ -6,7 +6,7 @@ from financial_assets.alerts import quality_alerts_sensor
 from financial_assets.analytics import ANALYTICS_ASSETS
 from financial_assets.automation import JOBS, SCHEDULES
 from financial_assets.raw import RAW_ASSETS
-from financial_assets.resources import local_resources
+from financial_assets.resources import deployment_resources
 from financial_assets.settings import Settings
 
 settings = Settings.from_env()
@@ -16,7 +16,7 @@ defs = Definitions(
     jobs=JOBS,
     schedules=SCHEDULES,
     sensors=[quality_alerts_sensor],
-    resources=local_resources(settings),
+    resources=deployment_resources(settings),
     # One process per run: a step per process would start a JVM per Spark step on 2 cores.
     executor=in_process_executor,
 )

@@ -153,6 +153,41 @@ def _engine_settings(environ: Mapping[str, str]) -> dict:
     return {"star_schema_engine": engine, "aws_region": region, **glue}
 
 
+def _deployment(environ: Mapping[str, str]) -> str:
+    deployment = environ.get("FIN_DEPLOYMENT", "").strip().lower() or "local"
+    if deployment not in ("local", "aws"):
+        raise SettingsError(f"FIN_DEPLOYMENT must be 'local' or 'aws', got {deployment!r}")
+    return deployment
+
+
+def _deployment_settings(environ: Mapping[str, str], deployment: str) -> dict:
+    """FIN_DEPLOYMENT=local (default): DuckDB beside the lakehouse, sources from URLs.
+    FIN_DEPLOYMENT=aws: an S3 lakehouse, Glue, the Glue Data Catalog and Athena, and source
+    credentials from AWS Secrets Manager only (FIN_SOURCES_SECRET_ID)."""
+    settings = {
+        "deployment": deployment,
+        "glue_database": environ.get("FIN_GLUE_DATABASE", "").strip() or "financial_data_db",
+        "athena_workgroup": environ.get("FIN_ATHENA_WORKGROUP", "").strip() or "financial-assets",
+        "sources_secret_id": environ.get("FIN_SOURCES_SECRET_ID", "").strip() or None,
+        "duckdb_path": None,
+    }
+    if deployment == "local":
+        path = environ.get("FIN_DUCKDB_PATH", "").strip() or "var/analytics.duckdb"
+        settings["duckdb_path"] = str(Path(path).expanduser().resolve())
+        return settings
+    for plain in ("FIN_POSTGRES_URL", "FIN_MONGO_URL"):
+        if environ.get(plain, "").strip():
+            raise SettingsError(
+                f"{plain} must not be set when FIN_DEPLOYMENT=aws: source credentials come from "
+                "the Secrets Manager secret FIN_SOURCES_SECRET_ID"
+            )
+    if not settings["sources_secret_id"]:
+        raise SettingsError("FIN_SOURCES_SECRET_ID must be set when FIN_DEPLOYMENT=aws")
+    if not environ.get("FIN_LAKEHOUSE_URI", "").strip().startswith("s3://"):
+        raise SettingsError("FIN_LAKEHOUSE_URI must be s3://bucket/prefix when FIN_DEPLOYMENT=aws")
+    return settings
+
+
 def _alert_settings(environ: Mapping[str, str]) -> dict:
     """The alert log is always on; the webhook URL and Slack token are secrets the resource reads."""
     webhook = environ.get("FIN_ALERT_WEBHOOK_URL", "").strip()
@@ -188,11 +223,20 @@ class Settings:
     aws_region: str | None = None
     alert_log_path: str = "var/alerts/alerts.jsonl"
     slack_channel: str | None = None
+    deployment: str = "local"
+    duckdb_path: str | None = None
+    glue_database: str = "financial_data_db"
+    athena_workgroup: str = "financial-assets"
+    sources_secret_id: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         environ = os.environ if environ is None else environ
+        deployment = _deployment(environ)
+        if deployment == "aws":
+            environ = {"FIN_STAR_SCHEMA_ENGINE": "glue", **environ}
         return cls(
+            **_deployment_settings(environ, deployment),
             postgres_url=_postgres_url(environ),
             mongo_url=_mongo_url(environ),
             mongo_database=_mongo_database(environ),

@@ -156,11 +156,13 @@ def pipeline_resources(lakehouse_uri, databases: SourceDatabases | None = None, 
         LakehouseResource,
         PiiPolicyResource,
         PostgresResource,
+        ReaderCatalogResource,
         SparkResource,
     )
 
     resources = {
         "lakehouse": LakehouseResource(uri=str(lakehouse_uri)),
+        "reader_catalog": ReaderCatalogResource(duckdb_path=f"{lakehouse_uri}/analytics.duckdb"),
         "pii": PiiPolicyResource(hmac_key=TEST_PII_KEY),
         "star_schema_engine": engine or LocalSparkEngine(spark=SparkResource(master="local[2]")),
     }

@@ -156,3 +156,16 @@ def test_a_version_whose_audit_failed_cannot_be_published_by_hand(clean):
             publish(storage, version)
     finally:
         storage.write_bytes(build_file, original)
+
+
+def test_the_duckdb_file_follows_the_publication(clean):
+    import duckdb
+
+    _, resources, _, storage = clean
+    path = resources["reader_catalog"].duckdb_path
+    with duckdb.connect(path, read_only=True) as connection:
+        version = connection.execute("SELECT version FROM _publication").fetchone()[0]
+        facts = connection.execute("SELECT count(*) FROM fact_transactions").fetchone()[0]
+
+    assert version == published(storage).version
+    assert facts == connect(storage, version).execute("SELECT count(*) FROM fact_transactions").fetchone()[0]

@@ -161,3 +161,13 @@ def test_clear_text_needs_an_explicit_opt_in(spark):
     row = build_star_schema(raw, PiiPolicy(clear_text=True)).dim_customers.where("customer_key = 1").first()
 
     assert (row["email"], row["phone"], row["address"]) == ("a@x.org", "123", "1 St\nX, KS 12345")
+
+
+def test_a_published_table_that_drifts_from_its_contract_fails_the_schema_check(spark):
+    from financial_assets.quality.star_checks import _schema
+
+    drifted = spark.createDataFrame([(1, "x", 2.0)], "date_key int, date string, year double")
+    outcome = _schema("dim_dates", drifted)
+
+    assert outcome.passed is False
+    assert "date date" in outcome.metadata["missing"] and "date string" in outcome.metadata["unexpected"]

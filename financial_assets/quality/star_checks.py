@@ -24,20 +24,27 @@ ACCEPTED_ACCOUNT_TYPES = ("savings", "checking")
 ACCEPTED_DEVICE_TYPES = ("mobile_app", "web_browser", "atm")
 
 # The published tables' contract: columns and Spark types, in order. Drift fails the build.
+# The type names are valid Hive/Athena types too, so the Glue Data Catalog takes them as they are.
+def _columns(spec: str) -> tuple[tuple[str, str], ...]:
+    return tuple(tuple(column.strip().split(" ", 1)) for column in spec.split(";"))
+
+
 EXPECTED_SCHEMAS = {
-    "dim_customers": "customer_key:int,name:string,email:string,phone:string,city:string,region:string",
-    "dim_accounts": (
-        "account_key:int,customer_key:int,account_type:string,opened_at:timestamp,"
-        "opened_date_key:int,balance:decimal(12,2)"
+    "dim_customers": _columns(
+        "customer_key int; name string; email string; phone string; city string; region string"
     ),
-    "dim_dates": (
-        "date_key:int,date:date,year:int,quarter:int,month:int,month_name:string,day:int,"
-        "weekday:int,weekday_name:string,iso_week:int,is_weekend:boolean"
+    "dim_accounts": _columns(
+        "account_key int; customer_key int; account_type string; opened_at timestamp; "
+        "opened_date_key int; balance decimal(12,2)"
     ),
-    "fact_transactions": (
-        "transaction_id:int,date_key:int,account_key:int,customer_key:int,amount:decimal(12,2),"
-        "signed_amount:decimal(12,2),transaction_type:string,transaction_at:timestamp,"
-        "device_type:string,fraud_score:double,country:string,city:string"
+    "dim_dates": _columns(
+        "date_key int; date date; year int; quarter int; month int; month_name string; day int; "
+        "weekday int; weekday_name string; iso_week int; is_weekend boolean"
+    ),
+    "fact_transactions": _columns(
+        "transaction_id int; date_key int; account_key int; customer_key int; amount decimal(12,2); "
+        "signed_amount decimal(12,2); transaction_type string; transaction_at timestamp; "
+        "device_type string; fraud_score double; country string; city string"
     ),
 }
 
@@ -144,13 +151,12 @@ def _keys_unique_and_not_null(table: str, frame: DataFrame, key: str) -> CheckOu
 
 
 def _schema(table: str, frame: DataFrame) -> CheckOutcome:
-    actual = ",".join(f"{f.name}:{f.dataType.simpleString()}" for f in frame.schema)
+    actual = tuple((f.name, f.dataType.simpleString()) for f in frame.schema)
     expected = EXPECTED_SCHEMAS[table]
-    expected_cols, actual_cols = expected.split(","), actual.split(",")
     return _outcome(
         table, "schema_matches_contract", actual == expected,
-        missing=[c for c in expected_cols if c not in actual_cols],
-        unexpected=[c for c in actual_cols if c not in expected_cols],
+        missing=[f"{n} {t}" for n, t in expected if (n, t) not in actual],
+        unexpected=[f"{n} {t}" for n, t in actual if (n, t) not in expected],
     )
 
 

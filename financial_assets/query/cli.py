@@ -47,20 +47,19 @@ def print_table(columns: list[str], rows: list[tuple], limit: int, out=sys.stdou
 
 
 def run(args: argparse.Namespace) -> int:
-    from financial_assets.lakehouse.storage import LakehouseStorage
-    from financial_assets.query.duckdb_views import ANALYST_QUERY, NoStarSchemaError, connect, published_version
+    from financial_assets.query.duckdb_views import ANALYST_QUERY, NoStarSchemaError
     from financial_assets.settings import Settings
 
     settings = Settings.from_env()
-    storage = LakehouseStorage(settings.lakehouse_uri, s3_endpoint_url=settings.s3_endpoint_url)
+    sql = args.sql or ANALYST_QUERY
     try:
-        version = published_version(storage)
+        if settings.deployment == "aws":
+            columns, rows, where = _athena(settings, sql)
+        else:
+            columns, rows, where = _duckdb(settings, sql)
     except NoStarSchemaError as error:
         print(f"financial-assets: {error}", file=sys.stderr)
         return 2
-    result = connect(storage, version).execute(args.sql or ANALYST_QUERY)
-    columns = [d[0] for d in result.description]
-    rows = result.fetchall()
     if args.format == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)
@@ -69,6 +68,61 @@ def run(args: argparse.Namespace) -> int:
         json.dump([dict(zip(columns, row)) for row in rows], sys.stdout, default=str, indent=1)
         print()
     else:
-        print(f"published star schema version {version}", file=sys.stderr)
+        print(where, file=sys.stderr, flush=True)
         print_table(columns, rows, args.limit)
     return 0
+
+
+def _duckdb(settings, sql: str):
+    """The local DuckDB file, first brought onto the published version if it lags behind."""
+    import duckdb
+
+    from financial_assets.lakehouse.storage import LakehouseStorage
+    from financial_assets.query.catalogs import DuckDBCatalog
+    from financial_assets.query.duckdb_views import published_version
+    from financial_assets.lakehouse.publication import published
+
+    storage = LakehouseStorage(settings.lakehouse_uri, s3_endpoint_url=settings.s3_endpoint_url)
+    version = published_version(storage)
+    if _duckdb_version(settings.duckdb_path) != version:
+        DuckDBCatalog(settings.duckdb_path).publish(published(storage))
+    with duckdb.connect(settings.duckdb_path, read_only=True) as connection:
+        result = connection.execute(sql)
+        return [d[0] for d in result.description], result.fetchall(), (
+            f"published star schema version {version} ({settings.duckdb_path})"
+        )
+
+
+def _duckdb_version(path: str) -> str | None:
+    import os
+
+    import duckdb
+
+    if not os.path.exists(path):
+        return None
+    with duckdb.connect(path, read_only=True) as connection:
+        try:
+            return connection.execute("SELECT version FROM _publication").fetchone()[0]
+        except duckdb.CatalogException:
+            return None
+
+
+def _athena(settings, sql: str):
+    """Athena, through Dagster's AthenaClientResource, on the Glue Data Catalog database."""
+    from dagster_aws.athena import AthenaClientResource
+
+    client = AthenaClientResource(workgroup=settings.athena_workgroup).get_client()
+    rows = client.execute_query(_in_database(sql, settings.glue_database), fetch_results=True)
+    header, *body = rows or [()]
+    return list(header), body, f"Athena workgroup {settings.athena_workgroup}, database {settings.glue_database}"
+
+
+def _in_database(sql: str, database: str) -> str:
+    """Athena resolves unqualified table names in the workgroup's default database: qualify ours."""
+    import re
+
+    from financial_assets.transform.star_schema import TABLES
+
+    for table in TABLES:
+        sql = re.sub(rf"(?<![\w.\"]){table}\b", f'"{database}"."{table}"', sql)
+    return sql

@@ -6,8 +6,11 @@ import os
 
 from dagster import EnvVar
 
+from dagster_aws.athena import AthenaClientResource
+
 from financial_assets.alerts import alerts_resource
 
+from financial_assets.resources.catalog import ReaderCatalogResource
 from financial_assets.resources.document_store import DocumentStoreResource
 from financial_assets.resources.lakehouse import LakehouseResource
 from financial_assets.resources.pii import PiiPolicyResource
@@ -21,12 +24,19 @@ def _from_env(name: str, default: str | None):
     return EnvVar(name) if os.environ.get(name, "").strip() else default
 
 
-def local_resources(settings: Settings) -> dict:
-    """Resources for a laptop or a single server: local or S3 lakehouse, Spark or Glue."""
-    return {
-        "postgres": PostgresResource(url=_from_env("FIN_POSTGRES_URL", settings.postgres_url)),
+def deployment_resources(settings: Settings) -> dict:
+    """The resources of FIN_DEPLOYMENT: `local` (a laptop or one server: URLs, local or S3
+    lakehouse, Spark or Glue, DuckDB) or `aws` (credentials from Secrets Manager, Glue,
+    the Glue Data Catalog and Athena)."""
+    aws = settings.deployment == "aws"
+    resources = {
+        "postgres": PostgresResource(
+            url=None if aws else _from_env("FIN_POSTGRES_URL", settings.postgres_url),
+            secret_id=settings.sources_secret_id if aws else None,
+        ),
         "document_store": DocumentStoreResource(
-            url=_from_env("FIN_MONGO_URL", settings.mongo_url),
+            url=None if aws else _from_env("FIN_MONGO_URL", settings.mongo_url),
+            secret_id=settings.sources_secret_id if aws else None,
             database=settings.mongo_database,
         ),
         "lakehouse": LakehouseResource(
@@ -35,12 +45,20 @@ def local_resources(settings: Settings) -> dict:
         ),
         "pii": PiiPolicyResource(
             hmac_key=_from_env("FIN_PII_HMAC_KEY", None),
-            local_key_file=settings.local_pii_key_file,
+            local_key_file=None if aws else settings.local_pii_key_file,
             clear_text=settings.pii_clear_text,
         ),
         "star_schema_engine": _star_schema_engine(settings),
+        "reader_catalog": ReaderCatalogResource(
+            duckdb_path=settings.duckdb_path,
+            glue_database=settings.glue_database if aws else None,
+            region=settings.aws_region,
+        ),
         "alerts": alerts_resource(settings.alert_log_path, settings.slack_channel),
     }
+    if aws:
+        resources["athena"] = AthenaClientResource(workgroup=settings.athena_workgroup)
+    return resources
 
 
 def _star_schema_engine(settings: Settings):
@@ -66,6 +84,7 @@ __all__ = [
     "LakehouseResource",
     "PiiPolicyResource",
     "PostgresResource",
+    "ReaderCatalogResource",
     "SparkResource",
-    "local_resources",
+    "deployment_resources",
 ]

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from financial_assets.settings import redact_url
 from financial_assets.sources import connect_postgres
+from financial_assets.sources.secrets import source_url_from_secret
 
 
 class PostgresResource(ConfigurableResource):
@@ -17,12 +18,18 @@ class PostgresResource(ConfigurableResource):
     its password never reaches logs or metadata.
     """
 
-    url: str = Field(description="postgresql://user[:password]@host[:port]/database")
+    url: str | None = Field(default=None, description="postgresql://user[:password]@host[:port]/database")
+    secret_id: str | None = Field(
+        default=None, description="Secrets Manager secret with `postgres_url` (AWS deployments)."
+    )
     connect_timeout_s: int = Field(default=10, description="Seconds to wait for a connection.")
 
+    def resolved_url(self) -> str:
+        return self.url or source_url_from_secret(self.secret_id, "postgres_url")
+
     def connect(self) -> AbstractContextManager[psycopg2.extensions.connection]:
-        return connect_postgres(self.url, self.connect_timeout_s)
+        return connect_postgres(self.resolved_url(), self.connect_timeout_s)
 
     @property
     def display_url(self) -> str:
-        return redact_url(self.url)
+        return redact_url(self.url) if self.url else f"(secret {self.secret_id})"
