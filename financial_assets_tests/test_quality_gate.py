@@ -169,3 +169,21 @@ def test_the_duckdb_file_follows_the_publication(clean):
 
     assert version == published(storage).version
     assert facts == connect(storage, version).execute("SELECT count(*) FROM fact_transactions").fetchone()[0]
+
+
+def test_operators_list_versions_and_roll_back_from_the_command_line(clean, monkeypatch, capsys):
+    from financial_assets.cli import main
+
+    _, resources, _, storage = clean
+    monkeypatch.setenv("FIN_LAKEHOUSE_URI", storage.uri)
+    monkeypatch.setenv("FIN_DUCKDB_PATH", resources["reader_catalog"].duckdb_path)
+    current = published(storage)
+
+    assert main(["versions"]) == 0
+    listing = capsys.readouterr().out
+    assert f"{current.version}" in listing and "PUBLISHED" in listing
+
+    assert main(["rollback", current.history[0]]) == 0
+    assert published_version(storage) == current.history[0]
+    assert main(["rollback", current.version]) == 0
+    assert main(["rollback", "19990101T000000Z-nothere"]) == 2

@@ -49,11 +49,15 @@ def list_versions(args: argparse.Namespace) -> int:
 
 def roll_back(args: argparse.Namespace) -> int:
     from financial_assets.lakehouse.publication import PublicationError, rollback
+    from financial_assets.resources import deployment_resources
+    from financial_assets.settings import Settings
 
     try:
         publication = rollback(_storage(), args.version)
     except PublicationError as error:
         print(f"financial-assets: {error}", file=sys.stderr)
         return 2
-    print(f"readers now see version {publication.version}")
+    # The readers' catalogs follow the pointer, as after a publish.
+    updated = deployment_resources(Settings.from_env())["reader_catalog"].publish(publication)
+    print(f"readers now see version {publication.version} ({', '.join(updated)})")
     return 0
