@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-# Ports of the servers that `scripts/services.sh` starts; chosen away from the well-known ones
-# so that a system PostgreSQL (5432) or MongoDB (27017) on the same machine never collides.
-DEFAULT_POSTGRES_PORT = 55432
-DEFAULT_MONGO_PORT = 37017
+# Ports of the servers that `scripts/services.sh` starts: away from the well-known ones, so a
+# system PostgreSQL (5432) or MongoDB (27017) never collides, and below Linux's ephemeral range
+# (32768-60999), so an outgoing connection never holds them while a server is down.
+DEFAULT_POSTGRES_PORT = 25432
+DEFAULT_MONGO_PORT = 27117
 DEFAULT_MONGO_DATABASE = "financialdb"
 
 _MONGO_DATABASE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,63}$")

@@ -1,7 +1,7 @@
 """`scripts/services.sh` against the real servers it starts.
 
 The module runs the script with a services directory and ports of its own, so the suite's shared
-servers (55432 / 37017, var/services) are never touched; the FerretDB binary comes from the
+servers (25432 / 27117, var/services) are never touched; the FerretDB binary comes from the
 shared FIN_CACHE_DIR, so it is built at most once per machine.
 """
 
@@ -25,7 +25,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = REPO_ROOT / "scripts" / "services.sh"
-SHARED_PORTS = {55432, 37017}
+SHARED_PORTS = {25432, 27117}
 
 pytestmark = pytest.mark.services
 
@@ -149,8 +149,8 @@ class LocalServices:
 def services() -> Iterator[LocalServices]:
     """Servers of this module's own, started once and stopped at the end."""
     services_dir = _reachable_tmp_dir()
-    postgres_port = _free_port(55442)
-    mongo_port = _free_port(37027)
+    postgres_port = _free_port(25442)
+    mongo_port = _free_port(27127)
     env = {
         **_base_env(),
         "FIN_SERVICES_DIR": str(services_dir),

@@ -9,8 +9,8 @@ def test_defaults_point_at_the_local_servers(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = Settings.from_env({})
 
-    assert settings.postgres_url == "postgresql://financial@127.0.0.1:55432/financial"
-    assert settings.mongo_url == "mongodb://127.0.0.1:37017/"
+    assert settings.postgres_url == "postgresql://financial@127.0.0.1:25432/financial"
+    assert settings.mongo_url == "mongodb://127.0.0.1:27117/"
     assert settings.mongo_database == "financialdb"
     assert settings.lakehouse_uri == str(tmp_path / "var" / "lakehouse")
     assert settings.s3_endpoint_url is None
@@ -59,7 +59,7 @@ def test_an_invalid_url_error_never_shows_the_password():
 
 def test_redact_url_hides_only_the_password():
     assert redact_url("postgresql://app:pw@db:5432/x") == "postgresql://app:***@db:5432/x"
-    assert redact_url("mongodb://127.0.0.1:37017/") == "mongodb://127.0.0.1:37017/"
+    assert redact_url("mongodb://127.0.0.1:27117/") == "mongodb://127.0.0.1:27117/"
 
 
 def test_local_spark_is_the_default_star_schema_engine():

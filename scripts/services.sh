@@ -7,7 +7,7 @@
 # Environment (the same names as financial_assets/settings.py):
 #   FIN_SERVICES_DIR   data, logs and pid files          (default <repo>/var/services)
 #   FIN_CACHE_DIR      where the FerretDB binary is kept (default <repo>/.cache)
-#   FIN_POSTGRES_PORT  default 55432;  FIN_MONGO_PORT  default 37017
+#   FIN_POSTGRES_PORT  default 25432;  FIN_MONGO_PORT  default 27117
 #   FIN_POSTGRES_URL / FIN_MONGO_URL   bring your own server: the local one is left alone
 #
 # `status` exits 0 when every local service runs, 3 otherwise.
@@ -59,8 +59,8 @@ SERVICES_DIR="$(trim "${FIN_SERVICES_DIR:-}")"
 SERVICES_DIR="${SERVICES_DIR:-$REPO_ROOT/var/services}"
 CACHE_DIR="$(trim "${FIN_CACHE_DIR:-}")"
 CACHE_DIR="$(absolute_path "${CACHE_DIR:-$REPO_ROOT/.cache}")"
-PG_PORT="$(port_setting FIN_POSTGRES_PORT 55432)"
-MONGO_PORT="$(port_setting FIN_MONGO_PORT 37017)"
+PG_PORT="$(port_setting FIN_POSTGRES_PORT 25432)"
+MONGO_PORT="$(port_setting FIN_MONGO_PORT 27117)"
 USE_PG_URL="$(trim "${FIN_POSTGRES_URL:-}")"
 USE_MONGO_URL="$(trim "${FIN_MONGO_URL:-}")"
 
