@@ -45,9 +45,6 @@ class LoadReport:
     new_columns: list[str] = field(default_factory=list)
     quarantined: int = 0
     quarantine_manifest: TableManifest | None = None
-    # Source rows up to the high-water mark (all of them for a snapshot), counted in the load's
-    # own snapshot where the source has one: what raw + quarantined must add up to.
-    source_rows: int | None = None
 
     @property
     def raw_and_quarantined_rows(self) -> int:
@@ -156,11 +153,15 @@ def load_postgres_table(
         schema=schema,
         preview=preview.table(),
         new_columns=new_columns,
-        source_rows=_source_rows(connection, contract, manifest.high_water_mark if manifest else None),
     )
 
 
-def _source_rows(connection, contract: TableContract, high_water_mark) -> int:
+def count_source_rows(connection, contract: TableContract, high_water_mark) -> int:
+    """Source rows up to the high-water mark (all of them for a snapshot table).
+
+    On the load's connection, this counts in the load's own snapshot: what raw (+ quarantined)
+    must add up to. A separate pass, so that reconciling costs the check, not the extraction.
+    """
     query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(contract.table))
     if contract.cursor_column:
         if high_water_mark is None:
@@ -248,8 +249,13 @@ def load_documents(
         new_columns=sorted(new_fields),
         quarantined=staged_bad.rows,
         quarantine_manifest=quarantine_manifest,
-        source_rows=collection.count_documents({"_id": {"$lte": ObjectId(mark)}}) if mark else 0,
     )
+
+
+def count_source_documents(collection: Collection, high_water_mark: str | None) -> int:
+    """Documents up to the high-water mark. Index-backed on MongoDB and DocumentDB; FerretDB
+    scans the collection for it, as long as a full read."""
+    return collection.count_documents({"_id": {"$lte": ObjectId(high_water_mark)}}) if high_water_mark else 0
 
 
 def _not_yet_quarantined(rows: pa.RecordBatch, through: str | None) -> pa.RecordBatch:
@@ -260,4 +266,12 @@ def _not_yet_quarantined(rows: pa.RecordBatch, through: str | None) -> pa.Record
     return rows.filter(pc.fill_null(keep, True))
 
 
-__all__ = ["LoadReport", "SchemaDriftError", "SourceResetError", "load_documents", "load_postgres_table"]
+__all__ = [
+    "LoadReport",
+    "SchemaDriftError",
+    "SourceResetError",
+    "count_source_documents",
+    "count_source_rows",
+    "load_documents",
+    "load_postgres_table",
+]

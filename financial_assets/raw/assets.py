@@ -33,6 +33,8 @@ from financial_assets.extract.loads import (
     LoadReport,
     SchemaDriftError,
     SourceResetError,
+    count_source_documents,
+    count_source_rows,
     load_documents,
     load_postgres_table,
 )
@@ -66,13 +68,13 @@ RECONCILES = "reconciles_with_source"
 RECONCILES_DESCRIPTION = "Source rows up to the high-water mark = raw rows + quarantined rows: nothing lost."
 
 
-def _reconciliation(report: LoadReport) -> AssetCheckResult:
+def _reconciliation(report: LoadReport, source_rows: int) -> AssetCheckResult:
     return AssetCheckResult(
         check_name=RECONCILES,
-        passed=report.source_rows == report.raw_and_quarantined_rows,
+        passed=source_rows == report.raw_and_quarantined_rows,
         severity=AssetCheckSeverity.ERROR,
         metadata={
-            "source_rows": report.source_rows,
+            "source_rows": source_rows,
             "raw_rows": report.manifest.row_count if report.manifest else 0,
             "quarantined_rows": report.quarantine_manifest.row_count if report.quarantine_manifest else 0,
         },
@@ -111,6 +113,7 @@ def _postgres_raw_asset(contract: TableContract, description: str) -> AssetsDefi
                     run_id=context.run.run_id[:8],
                     progress=_progress_logger(context, contract.table),
                 )
+                source_rows = count_source_rows(connection, contract, report.high_water_mark)
         except (SchemaDriftError, SourceResetError) as error:
             raise _not_retryable(error) from error
         if report.new_columns:
@@ -124,7 +127,7 @@ def _postgres_raw_asset(contract: TableContract, description: str) -> AssetsDefi
         )
         return MaterializeResult(
             metadata=load_metadata(report, table, contract.pii_columns),
-            check_results=[_reconciliation(report)],
+            check_results=[_reconciliation(report, source_rows)],
         )
 
     return _raw_table
@@ -179,6 +182,7 @@ def raw_transaction_events(
             run_id=context.run.run_id[:8],
             progress=_progress_logger(context, TRANSACTION_EVENTS.table),
         )
+        source_rows = count_source_documents(database[TRANSACTION_EVENTS.table], report.high_water_mark)
     if report.quarantined:
         context.log.warning(
             f"transaction_events: {report.quarantined:,} documents quarantined in {quarantine.relpath}"
@@ -197,5 +201,5 @@ def raw_transaction_events(
     )
     return MaterializeResult(
         metadata=load_metadata(report, events, TRANSACTION_EVENTS.pii_columns),
-        check_results=[_reconciliation(report), quarantined],
+        check_results=[_reconciliation(report, source_rows), quarantined],
     )
