@@ -6,7 +6,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/var/dagster
 
-.PHONY: install services services-stop demo test dev query clean
+.PHONY: install services services-stop demo test dev query bench clean
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,20 @@ dev: services $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
 # Stops the local servers even when FIN_*_URL point elsewhere: var/ is about to go.
+# Benchmarks, not tests: extraction against its baselines, then the pipeline stage by stage.
+SCALE ?= 500000
+EVENTS ?= 100000
+REPEAT ?= 3
+BENCH_INSTALLED := $(VENV)/.installed-bench
+
+$(BENCH_INSTALLED): $(INSTALLED)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: $(BENCH_INSTALLED)
+	$(BIN)/python -m bench.run --transactions $(SCALE) --events $(EVENTS) --repeat $(REPEAT)
+	$(BIN)/python -m bench.pipeline --transactions $(SCALE) --events $(EVENTS)
+
 clean:
 	env -u FIN_POSTGRES_URL -u FIN_MONGO_URL scripts/services.sh stop
 	rm -rf var .venv
