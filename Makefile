@@ -6,7 +6,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/var/dagster
 
-.PHONY: install services services-stop demo test dev query bench clean
+.PHONY: install iac-tools services services-stop demo test dev query bench clean
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,18 @@ $(INSTALLED): setup.cfg pyproject.toml
 	touch $@
 
 install: $(INSTALLED)
+
+# cfn-lint and checkov, in their own virtualenv: checkov pins boto3, packaging and networkx
+# below the project's.
+IAC_VENV := .venv-iac
+IAC_INSTALLED := $(IAC_VENV)/.installed
+
+$(IAC_INSTALLED): infra/requirements.txt
+	test -x $(IAC_VENV)/bin/python || $(PYTHON) -m venv $(IAC_VENV)
+	$(IAC_VENV)/bin/python -m pip install --quiet -r infra/requirements.txt
+	touch $@
+
+iac-tools: $(IAC_INSTALLED)
 
 services: $(INSTALLED)
 	scripts/services.sh start
@@ -36,7 +48,7 @@ demo: services $(DAGSTER_HOME)/dagster.yaml
 query: $(INSTALLED)
 	$(BIN)/financial-assets query
 
-test: services
+test: services $(IAC_INSTALLED)
 	$(BIN)/python -m pytest
 
 dev: services $(DAGSTER_HOME)/dagster.yaml
@@ -59,4 +71,4 @@ bench: $(BENCH_INSTALLED)
 
 clean:
 	env -u FIN_POSTGRES_URL -u FIN_MONGO_URL scripts/services.sh stop
-	rm -rf var .venv
+	rm -rf var .venv .venv-iac
