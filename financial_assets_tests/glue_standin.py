@@ -13,6 +13,12 @@ to a real boto3 Glue client pointed at moto). A job run is a local subprocess:
 - the environment is this one without FIN_*, AWS_*, DAGSTER_* and PYTHON* variables, plus AWS
   credentials, region and ``AWS_ENDPOINT_URL`` = moto (what the job's role gives it on Glue).
 
+An S3 lakehouse (``--lakehouse-uri s3://...``) is mirrored around the run: Glue's Spark reads and
+writes S3 natively, local Spark cannot (it has no hadoop-aws), so the stand-in copies ``raw/``
+down before the run, gives the script the local copy, and uploads the ``analytics/`` it wrote
+when the run succeeds, before reporting SUCCEEDED. Locations in the job's own reports are then
+the mirror's.
+
 Not emulated: Glue's own Spark (``awsglue`` is absent, so the script uses local Spark), workers
 and capacity, ``--additional-python-modules`` (the venv's packages stand in), CloudWatch logs
 (stdout/stderr go to files, see `output`), retries, timeouts, bookmarks and IAM.
@@ -66,6 +72,7 @@ class _Run:
     state: str = "RUNNING"
     error_message: str | None = None
     log_files: dict[str, Path] = field(default_factory=dict)
+    s3_lakehouse: str | None = None  # the lakehouse mirrored in `directory / "lakehouse"`
 
 
 class GlueStandin:
@@ -110,7 +117,14 @@ class GlueStandin:
                        for uri in arguments.get("--extra-py-files", "").split(",") if uri.strip()]
         command = [self._python, "-c", _LAUNCHER, str(script),
                    "--JOB_ID", f"j_{job['Name']}", "--JOB_RUN_ID", run_id, "--JOB_NAME", job["Name"]]
-        for name, value in arguments.items():
+        s3_lakehouse = arguments.get("--lakehouse-uri", "")
+        script_arguments = dict(arguments)
+        if s3_lakehouse.startswith("s3://"):
+            mirror = directory / "lakehouse"
+            self._sync_down(f"{s3_lakehouse.rstrip('/')}/raw/", mirror / "raw")
+            script_arguments["--lakehouse-uri"] = str(mirror)
+            script_arguments.pop("--s3-endpoint-url", None)
+        for name, value in script_arguments.items():
             if name not in _CONSUMED_BY_GLUE:
                 command += [name, value]
         logs = {"stdout": directory / "stdout.log", "stderr": directory / "stderr.log"}
@@ -119,7 +133,8 @@ class GlueStandin:
                                        stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
                                        start_new_session=True)  # its own group: a stop ends the JVM too
         self.runs[run_id] = _Run(run_id, job, arguments, directory, process, datetime.now(timezone.utc),
-                                 log_files=logs)
+                                 log_files=logs,
+                                 s3_lakehouse=s3_lakehouse if s3_lakehouse.startswith("s3://") else None)
         return {"JobRunId": run_id}
 
     def get_job_run(self, **params) -> dict:
@@ -181,6 +196,8 @@ class GlueStandin:
         if run.stopped:
             run.state = "STOPPED"
         elif code == 0:
+            if run.s3_lakehouse:
+                self._sync_up(run.directory / "lakehouse" / "analytics", f"{run.s3_lakehouse.rstrip('/')}/analytics/")
             run.state = "SUCCEEDED"
         else:
             run.state = "FAILED"
@@ -222,6 +239,22 @@ class GlueStandin:
         except ClientError as error:
             raise self._error("InvalidInputException", f"cannot read {uri}: {error}", "StartJobRun") from error
         return target
+
+    def _sync_down(self, prefix_uri: str, target: Path) -> None:
+        bucket, _, prefix = prefix_uri[len("s3://"):].partition("/")
+        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                if item["Key"].endswith("/"):
+                    continue  # a folder marker
+                local = target / item["Key"][len(prefix):]
+                local.parent.mkdir(parents=True, exist_ok=True)
+                self._s3.download_file(bucket, item["Key"], str(local))
+
+    def _sync_up(self, source: Path, prefix_uri: str) -> None:
+        bucket, _, prefix = prefix_uri[len("s3://"):].partition("/")
+        for path in sorted(source.rglob("*")):
+            if path.is_file():
+                self._s3.upload_file(str(path), bucket, prefix + path.relative_to(source).as_posix())
 
     def _run(self, job_name: str, run_id: str, operation: str) -> _Run:
         run = self.runs.get(run_id)

@@ -114,3 +114,81 @@ def test_the_analyst_query_is_sent_to_athena_in_the_workgroup_on_the_catalog_tab
     assert '"financial_data_db"."dim_customers" AS c' in sent
     assert (columns, rows) == (["name", "email", "total"], [("Ada", "t0k3n", "42.00")])
 
+
+
+def test_aws_mode_runs_end_to_end_on_moto_up_to_the_athena_call(aws_endpoint, server_settings, spark, tmp_path, monkeypatch):
+    """Sources behind a secret, raw zone and star schema on S3, the build as a Glue job run,
+    publish, the catalog, and the analyst's query sent to Athena."""
+    from dagster import materialize
+    from dagster_aws.athena.resources import AthenaClient
+
+    from financial_assets.analytics import ANALYTICS_ASSETS
+    from financial_assets.analytics.glue import GlueEngine
+    from financial_assets.lakehouse.publication import published
+    from financial_assets.lakehouse.storage import LakehouseStorage
+    from financial_assets.raw import RAW_ASSETS
+    from financial_assets.sample_data.config import SeedConfig
+    from financial_assets.sample_data.seed import seed_sources
+    from financial_assets_tests.conftest import TEST_PII_KEY, _fresh_databases
+    from financial_assets_tests.glue_standin import GlueStandin
+
+    suffix = uuid.uuid4().hex[:8]
+    bucket, database, workgroup = f"lakehouse-{suffix}", f"financial_data_db_{suffix}", f"wg-{suffix}"
+    s3, secrets = boto3.client("s3"), boto3.client("secretsmanager")
+    s3.create_bucket(Bucket=bucket)
+    pii_secret = secrets.create_secret(Name=f"pii-{suffix}", SecretString=TEST_PII_KEY)["ARN"]
+    boto3.client("glue").create_job(
+        Name=f"transform-{suffix}", Role="arn:aws:iam::123456789012:role/glue", GlueVersion="5.0",
+        Command={"Name": "glueetl", "ScriptLocation": f"s3://{bucket}/glue/scripts/transform-to-star-schema.py"},
+    )
+    boto3.client("athena").create_work_group(
+        Name=workgroup, Configuration={"ResultConfiguration": {"OutputLocation": f"s3://{bucket}/athena-results/"}}
+    )
+    monkeypatch.setattr(AthenaClient, "_poll", lambda self, execution_id: None)
+    monkeypatch.setattr(AthenaClient, "_results", lambda self, execution_id: [("name", "email", "total")])
+
+    with _fresh_databases(server_settings) as sources, GlueStandin(aws_endpoint, workdir=tmp_path / "glue") as standin:
+        seed_sources(sources.postgres_url, sources.mongo_url, sources.mongo_database,
+                     SeedConfig(customers=40, transactions=600))
+        secrets.create_secret(Name=f"sources-{suffix}", SecretString=json.dumps(
+            {"postgres_url": sources.postgres_url, "mongo_url": sources.mongo_url}))
+        settings = Settings.from_env({
+            "FIN_DEPLOYMENT": "aws",
+            "FIN_SOURCES_SECRET_ID": f"sources-{suffix}",
+            "FIN_MONGO_DATABASE": sources.mongo_database,
+            "FIN_LAKEHOUSE_URI": f"s3://{bucket}",
+            "FIN_S3_ENDPOINT_URL": aws_endpoint,
+            "FIN_GLUE_JOB_NAME": f"transform-{suffix}",
+            "FIN_GLUE_STAGING_S3_URI": f"s3://{bucket}/glue/packages",
+            "FIN_GLUE_PIPES_BUCKET": bucket,
+            "FIN_GLUE_PII_KEY_SECRET_ID": pii_secret,
+            "FIN_GLUE_DATABASE": database,
+            "FIN_ATHENA_WORKGROUP": workgroup,
+            "AWS_REGION": "us-east-1",
+        })
+        resources = deployment_resources(settings)
+
+        class GlueEngineOnStandin(GlueEngine):
+            def glue_client(self):
+                return standin
+
+        engine = resources["star_schema_engine"]
+        resources["star_schema_engine"] = GlueEngineOnStandin(
+            job_name=engine.job_name, staging_s3_uri=engine.staging_s3_uri, pipes_bucket=engine.pipes_bucket,
+            pii_key_secret_id=engine.pii_key_secret_id, region=engine.region, endpoint_url=engine.endpoint_url,
+            message_interval_s=1,
+        )
+        result = materialize([*RAW_ASSETS, *ANALYTICS_ASSETS], resources=resources)
+
+    assert result.success
+    storage = LakehouseStorage(f"s3://{bucket}", s3_endpoint_url=aws_endpoint)
+    publication = published(storage)
+    fact = boto3.client("glue").get_table(DatabaseName=database, Name="fact_transactions")["Table"]
+    assert fact["StorageDescriptor"]["Location"] == f"{publication.tables['fact_transactions']}/"
+    assert storage.exists(f"analytics/versions/{publication.version}/fact_transactions/_SUCCESS")
+
+    columns, _, _ = query_cli._athena(settings, ANALYST_QUERY)
+    [execution_id] = boto3.client("athena").list_query_executions(WorkGroup=workgroup)["QueryExecutionIds"]
+    sent = boto3.client("athena").get_query_execution(QueryExecutionId=execution_id)["QueryExecution"]
+    assert f'"{database}"."fact_transactions"' in sent["Query"]
+    assert columns == ["name", "email", "total"]
