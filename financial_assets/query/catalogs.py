@@ -14,6 +14,7 @@ import duckdb
 
 from financial_assets.lakehouse.publication import Publication
 from financial_assets.quality.star_checks import EXPECTED_SCHEMAS
+from financial_assets.query.duckdb_views import view_statements
 
 PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
 PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
@@ -23,13 +24,6 @@ PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
 def contract_columns(table: str) -> list[tuple[str, str]]:
     """(name, type) of a published table; the types are valid Hive/Athena types as written."""
     return list(EXPECTED_SCHEMAS[table])
-
-
-def view_statements(publication: Publication) -> list[str]:
-    return [
-        f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{location}/*.parquet')"
-        for table, location in sorted(publication.tables.items())
-    ]
 
 
 class DuckDBCatalog:
@@ -42,7 +36,7 @@ class DuckDBCatalog:
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         with duckdb.connect(self.path) as connection:
             connection.execute("BEGIN")
-            for statement in view_statements(publication):
+            for statement in view_statements(publication.tables):
                 connection.execute(statement)
             connection.execute(
                 "CREATE OR REPLACE TABLE _publication AS SELECT ? AS version, ? AS published_at",

@@ -33,12 +33,17 @@ def published_version(storage: LakehouseStorage) -> str:
     return publication.version
 
 
-def connect(storage: LakehouseStorage, version: str, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with a view per star-schema table of ``version``."""
-    connection = duckdb.connect(database)
-    for table in TABLES:
-        files = storage.uri_of(version_path(version, table)) + "/*.parquet"
-        connection.execute(
-            f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{files}')"
-        )
+def view_statements(tables: dict[str, str]) -> list[str]:
+    """One view per table over the Parquet files at its location."""
+    return [
+        f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{location}/*.parquet')"
+        for table, location in sorted(tables.items())
+    ]
+
+
+def connect(storage: LakehouseStorage, version: str) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with a view per star-schema table of ``version``."""
+    connection = duckdb.connect()
+    for statement in view_statements({t: storage.uri_of(version_path(version, t)) for t in TABLES}):
+        connection.execute(statement)
     return connection
