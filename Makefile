@@ -67,7 +67,8 @@ $(BENCH_INSTALLED): $(INSTALLED)
 
 bench: $(BENCH_INSTALLED)
 	$(BIN)/python -m bench.run --transactions $(SCALE) --events $(EVENTS) --repeat $(REPEAT)
-	$(BIN)/python -m bench.pipeline --transactions $(SCALE) --events $(EVENTS)
+	$(BIN)/python -m bench.pipeline --transactions $(SCALE) --events $(EVENTS) --repeat $(REPEAT)
+	$(BIN)/python -m bench.report
 
 clean:
 	env -u FIN_POSTGRES_URL -u FIN_MONGO_URL scripts/services.sh stop

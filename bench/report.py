@@ -1,0 +1,91 @@
+"""Write `docs/benchmarks.md` from the latest results: `python -m bench.report`.
+
+Reads `bench/results/latest.json` (extraction), `pipeline.json` (end to end, full and
+incremental) and `peer.json` (the dlt + DuckDB peer stack), whichever exist, and states the
+machine and versions they were measured on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def extraction_section(report: dict) -> list[str]:
+    machine, scale = report["machine"], report["scale"]
+    lines = [
+        "## Raw-zone extraction",
+        "",
+        f"{scale['transactions']:,} transactions and {scale['transaction_events']:,} events; "
+        f"{report['statistic']} of {report['repeat']} runs after {report['warmups']} warm-up, each in a fresh "
+        f"process; {machine['cores']} cores, {machine['memory_gib']} GiB; measured {report['timestamp']}.",
+        "",
+    ]
+    rows = [
+        [r["name"], f"{r['rows']:,}", f"{r['seconds']:.2f}", f"{r['rows_per_s']:,.0f}", f"{r['peak_rss_mb']:.0f}",
+         r["baseline"] or "-", f"{r['ratio']:.2f}" if r["ratio"] else "-"]
+        for r in report["results"] if r.get("status") == "ok"
+    ]
+    lines += _table(["case", "rows", "seconds", "rows/s", "peak RSS MB", "baseline", "ratio"], rows)
+    lines += ["", "Targets:", ""]
+    lines += [f"- {'met' if t['met'] else 'missed' if t['met'] is False else 'n/a'}: {t['target']} ({t['detail']})"
+              for t in report["targets"]]
+    versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items())
+    return lines + ["", f"Versions: {versions}.", ""]
+
+
+def pipeline_section(report: dict) -> list[str]:
+    rows = report["rows"]
+    lines = [
+        "## End to end: seeded sources to a published star schema",
+        "",
+        f"{rows['transactions']:,} transactions, {rows['transaction_events']:,} events; "
+        f"{report['statistic']} of {report['repeat']} runs; local Spark; measured {report['timestamp']}. "
+        f"Seeding ({report['seed_seconds']} s) is not part of the pipeline. The incremental runs follow "
+        f"{report['incremental_share']:.0%} new transactions and events.",
+        "",
+    ]
+    full, incremental = report["full_seconds"], report["incremental_seconds"]
+    lines += _table(["stage", "full (s)", "incremental (s)"],
+                    [[name, f"{full[name]:.2f}", f"{incremental.get(name, 0):.2f}"] for name in full])
+    lines += ["", f"Incremental / full: {report['incremental_ratio']:.2f} (target 0.10). "
+              f"Peak RSS of the process: {report['peak_rss_mb']:.0f} MB.", ""]
+    return lines
+
+
+def peer_section(report: dict) -> list[str]:
+    lines = ["## The peer stack: dlt into Parquet, the same star schema as SQL in DuckDB", ""]
+    lines += _table(["stage", "seconds"], [[k, f"{v:.2f}"] for k, v in report["stages_seconds"].items()])
+    return lines + ["", f"Peak RSS: {report.get('peak_rss_mb', 0):.0f} MB.", ""]
+
+
+def main() -> int:
+    sections = ["# Benchmarks", "", "Written by `python -m bench.report` from `bench/results/`; "
+                "`make bench` measures (see `bench/README.md`).", ""]
+    for name, render in (("latest.json", extraction_section), ("pipeline.json", pipeline_section),
+                         ("peer.json", peer_section)):
+        report = _load(name)
+        if report is not None:
+            sections += render(report)
+    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+    OUTPUT.write_text("\n".join(sections))
+    print(f"wrote {OUTPUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
