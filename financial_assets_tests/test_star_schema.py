@@ -171,3 +171,90 @@ def test_a_published_table_that_drifts_from_its_contract_fails_the_schema_check(
 
     assert outcome.passed is False
     assert "date date" in outcome.metadata["missing"] and "date string" in outcome.metadata["unexpected"]
+
+
+# --- the audit's checks failing, each on a star schema broken in exactly one way -----------------
+
+@pytest.fixture(scope="module")
+def audit(spark):
+    """run_star_checks on the clean module schema with one table replaced, by check name."""
+    from datetime import datetime as dt
+
+    from financial_assets.quality.star_checks import QualityThresholds, run_star_checks
+    from financial_assets.transform.star_schema import StarSchema
+
+    customers = spark.createDataFrame(
+        [(1, "Ada", "ada@example.org", "123", "1 St\nX, KS 12345")], CUSTOMERS)
+    accounts = spark.createDataFrame([(10, 1, "savings", Decimal("1.00"), at(1))], ACCOUNTS)
+    transactions = spark.createDataFrame([(100, 10, "deposit", Decimal("5.00"), at(2))], TRANSACTIONS)
+    events = spark.createDataFrame(
+        [("000000000000000000000001", 100, "atm", "203.0.113.1", ("Kenya", "Nairobi"), 0.1, None)], EVENTS)
+    raw = RawTables(customers, accounts, transactions, events)
+    clean = build_star_schema(raw, POLICY)
+    now = dt(2025, 3, 2, 18, tzinfo=timezone.utc)
+
+    def outcomes(thresholds=QualityThresholds(), raw_tables=raw, **replaced) -> dict:
+        star = StarSchema(**{**clean.tables(), **replaced})
+        return {(o.asset, o.name): o for o in run_star_checks(star, raw_tables, {}, thresholds, now=now)}
+
+    return clean, raw, outcomes
+
+
+def test_the_clean_audit_passes_every_check(audit):
+    _, _, outcomes = audit
+    failed = [key for key, outcome in outcomes().items() if not outcome.passed]
+
+    assert failed == []
+
+
+def test_a_repeated_dimension_key_fails_keys_unique_and_not_null(audit):
+    clean, _, outcomes = audit
+    outcome = outcomes(dim_customers=clean.dim_customers.unionByName(clean.dim_customers))[
+        ("dim_customers", "keys_unique_and_not_null")]
+
+    assert outcome.passed is False and outcome.metadata["duplicate_keys"] == 2
+
+
+def test_a_fact_key_without_its_dimension_row_fails_foreign_keys_resolve(audit):
+    clean, _, outcomes = audit
+    outcome = outcomes(dim_accounts=clean.dim_accounts.where("account_key != 10"))[
+        ("fact_transactions", "foreign_keys_resolve")]
+
+    assert outcome.passed is False and outcome.metadata["unresolved"]["account_key"] == 1
+
+
+def test_an_unknown_account_type_fails_accepted_account_types(audit):
+    from pyspark.sql import functions as F
+
+    clean, _, outcomes = audit
+    odd = clean.dim_accounts.withColumn("account_type", F.when(F.col("account_key") == 10, "crypto").otherwise(F.col("account_type")))
+    outcome = outcomes(dim_accounts=odd)[("dim_accounts", "accepted_account_types")]
+
+    assert outcome.passed is False and outcome.metadata["unexpected_values"] == {"crypto": 1}
+
+
+def test_a_fact_that_lost_a_row_fails_reconciles_with_raw(audit):
+    clean, _, outcomes = audit
+    outcome = outcomes(fact_transactions=clean.fact_transactions.limit(0))[("fact_transactions", "reconciles_with_raw")]
+
+    assert outcome.passed is False and (outcome.metadata["raw_rows"], outcome.metadata["fact_rows"]) == (1, 0)
+
+
+def test_too_few_facts_with_an_event_fail_event_match_rate(audit, spark):
+    _, raw, outcomes = audit
+    no_events = RawTables(raw.customers, raw.accounts, raw.transactions, spark.createDataFrame([], EVENTS))
+    outcome = outcomes(
+        raw_tables=no_events,
+        fact_transactions=build_star_schema(no_events, POLICY).fact_transactions,
+    )[("fact_transactions", "event_match_rate")]
+
+    assert outcome.passed is False and outcome.metadata["match_rate"] == 0.0
+
+
+def test_an_old_newest_transaction_fails_fresh_transactions(audit):
+    from financial_assets.quality.star_checks import QualityThresholds
+
+    _, _, outcomes = audit
+    outcome = outcomes(QualityThresholds(max_transaction_age_hours=1))[("fact_transactions", "fresh_transactions")]
+
+    assert outcome.passed is False and outcome.metadata["age_hours"] == 6.0
