@@ -65,11 +65,20 @@ $(BENCH_INSTALLED): $(INSTALLED)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $@
 
-bench: $(BENCH_INSTALLED)
+# The peer stack (dlt + DuckDB) lives in its own virtualenv: dlt's pins are not Dagster's.
+PEER_INSTALLED := .venv-dlt/.installed
+
+$(PEER_INSTALLED): bench/peer-requirements.txt
+	test -x .venv-dlt/bin/python || $(PYTHON) -m venv .venv-dlt
+	.venv-dlt/bin/python -m pip install --quiet -r bench/peer-requirements.txt
+	touch $@
+
+bench: $(BENCH_INSTALLED) $(PEER_INSTALLED)
 	$(BIN)/python -m bench.run --transactions $(SCALE) --events $(EVENTS) --repeat $(REPEAT)
 	$(BIN)/python -m bench.pipeline --transactions $(SCALE) --events $(EVENTS) --repeat $(REPEAT)
+	.venv-dlt/bin/python -m bench.peer_dlt --database bench_pipeline --mongo-database bench_pipeline --repeat $(REPEAT)
 	$(BIN)/python -m bench.report
 
 clean:
 	env -u FIN_POSTGRES_URL -u FIN_MONGO_URL scripts/services.sh stop
-	rm -rf var .venv .venv-iac
+	rm -rf var .venv .venv-iac .venv-dlt
