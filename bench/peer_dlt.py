@@ -1,7 +1,6 @@
 """The peer stack a user might pick instead: dlt to Parquet, then the star schema as DuckDB SQL.
 
-    python3 -m venv .venv-dlt
-    .venv-dlt/bin/pip install "dlt[parquet,filesystem,duckdb]" sqlalchemy pymongo psycopg2-binary duckdb connectorx
+    make bench        (installs .venv-dlt from bench/peer-requirements.txt, then runs this), or
     .venv-dlt/bin/python -m bench.peer_dlt --database bench_pipeline --mongo-database bench_pipeline
 
 dlt gets its own virtualenv (`.venv-dlt`, ignored by git) because its pins may conflict with
