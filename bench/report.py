@@ -73,14 +73,45 @@ def peer_section(report: dict) -> list[str]:
     return lines + ["", f"Peak RSS: {report.get('peak_rss_mb', 0):.0f} MB.", ""]
 
 
+COMPARISON = [
+    "## What each side does",
+    "",
+    "- **Ours** (`bench.pipeline`): extraction with reconciliation counts against the sources, quarantine of "
+    "documents that break the schema, the star schema on Spark (the same code runs on Glue), 21 audit checks on it and 5 on the raw zone, "
+    "an atomic publish of a new version with rollback, the DuckDB catalog update, lineage and run history in Dagster.",
+    "- **Peer** (`bench.peer_dlt`): dlt extraction to Parquet (full replace), the same star schema as DuckDB SQL and "
+    "the analyst query. No checks, no quarantine (a bad document stops the run), writes in place (readers can see a "
+    "half-written mix), no versions, no lineage beyond dlt's load tables, one machine only.",
+    "",
+]
+
+
+def headline(pipeline: dict | None, peer: dict | None) -> list[str]:
+    if not pipeline or not peer:
+        return []
+    ours = pipeline["full_seconds"]["pipeline (all assets, one run)"]
+    theirs = peer["stages_seconds"]["total"]
+    return [
+        "## Headline",
+        "",
+        f"- Full pipeline, seeded sources to a published star schema: ours {ours:.1f} s, the dlt + DuckDB peer "
+        f"{theirs:.1f} s (ours takes {ours / theirs:.2f}x the peer's time, for the checks and guarantees below).",
+        f"- An incremental run after 1% new rows takes {pipeline['incremental_ratio']:.2f} of a full run "
+        "(target 0.10: missed; the star schema is rebuilt whole and the local document store scans for new documents).",
+        "",
+    ]
+
+
 def main() -> int:
     sections = ["# Benchmarks", "", "Written by `python -m bench.report` from `bench/results/`; "
                 "`make bench` measures (see `bench/README.md`).", ""]
+    sections += headline(_load("pipeline.json"), _load("peer.json"))
     for name, render in (("latest.json", extraction_section), ("pipeline.json", pipeline_section),
                          ("peer.json", peer_section)):
         report = _load(name)
         if report is not None:
             sections += render(report)
+    sections += COMPARISON
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     OUTPUT.write_text("\n".join(sections))
     print(f"wrote {OUTPUT}")
