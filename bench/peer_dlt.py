@@ -38,6 +38,8 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
+from bench.cases import peak_rss_kib
+
 # No telemetry, and no network calls of dlt's own.
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
@@ -54,14 +56,6 @@ _BLOCK = 64  # SHA-256's block size, for HMAC
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def peak_rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def analyst_query() -> str:
@@ -336,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         i + 1 for i, run in enumerate(runs)
         if run["fact_rows"] != run["source"]["transactions"] or run["analyst_total"] != run["source"]["sum_amount"]
     ]
-    peak = peak_rss_mb()
+    peak = (peak_rss_kib() or 0) / 1024
 
     lines = [
         f"peer stack (dlt {versions()['dlt']} + DuckDB {versions()['duckdb']}): "

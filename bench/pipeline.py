@@ -19,6 +19,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.cases import peak_rss_kib
+
 RESULTS = Path(__file__).resolve().parent / "results" / "pipeline.json"
 DATABASE = "bench_pipeline"
 
@@ -64,14 +66,6 @@ def append_new_rows(postgres_url: str, mongo_url: str, database: str, share: flo
     finally:
         client.close()
     return len(new_ids)
-
-
-def peak_rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def median_stages(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -166,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     lines += [f"{name:<34}{full[name]:>10.2f}{incremental.get(name, 0):>15.2f}" for name in full]
     ratio = incremental[total] / full[total]
+    peak_mb = (peak_rss_kib() or 0) / 1024
     lines.append(f"incremental ({args.incremental_share:.0%} new rows) / full: {ratio:.2f} "
-                 f"(target <= 0.10: {'met' if ratio <= 0.10 else 'MISSED'}); peak RSS {peak_rss_mb():.0f} MB")
+                 f"(target <= 0.10: {'met' if ratio <= 0.10 else 'MISSED'}); peak RSS {peak_mb:.0f} MB")
     print("\n".join(lines))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
@@ -180,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         "incremental_seconds": {name: round(value, 2) for name, value in incremental.items()},
         "incremental_share": args.incremental_share,
         "incremental_ratio": round(ratio, 3),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_rss_mb": round(peak_mb, 1),
         "load_average": load,
     }, indent=1) + "\n")
     return 0

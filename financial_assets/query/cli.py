@@ -79,13 +79,13 @@ def _duckdb(settings, sql: str):
 
     from financial_assets.lakehouse.storage import LakehouseStorage
     from financial_assets.query.catalogs import DuckDBCatalog
-    from financial_assets.query.duckdb_views import published_version
-    from financial_assets.lakehouse.publication import published
+    from financial_assets.query.duckdb_views import require_publication
 
     storage = LakehouseStorage(settings.lakehouse_uri, s3_endpoint_url=settings.s3_endpoint_url)
-    version = published_version(storage)
+    publication = require_publication(storage)
+    version = publication.version
     if _duckdb_version(settings.duckdb_path) != version:
-        DuckDBCatalog(settings.duckdb_path).publish(published(storage))
+        DuckDBCatalog(settings.duckdb_path).publish(publication)
     with duckdb.connect(settings.duckdb_path, read_only=True) as connection:
         result = connection.execute(sql)
         return [d[0] for d in result.description], result.fetchall(), (

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import duckdb
 
-from financial_assets.lakehouse.publication import published
+from financial_assets.lakehouse.publication import Publication, published
 from financial_assets.lakehouse.storage import LakehouseStorage
 from financial_assets.transform.build import version_path
 from financial_assets.transform.star_schema import TABLES
@@ -24,13 +24,18 @@ class NoStarSchemaError(LookupError):
     """No version of the star schema has been published yet."""
 
 
-def published_version(storage: LakehouseStorage) -> str:
+def require_publication(storage: LakehouseStorage) -> Publication:
+    """What readers see now; NoStarSchemaError when nothing was published yet."""
     publication = published(storage)
     if publication is None:
         raise NoStarSchemaError(
             f"no star schema published in {storage.uri} yet: run `financial-assets materialize` first"
         )
-    return publication.version
+    return publication
+
+
+def published_version(storage: LakehouseStorage) -> str:
+    return require_publication(storage).version
 
 
 def view_statements(tables: dict[str, str]) -> list[str]:

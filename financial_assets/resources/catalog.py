@@ -26,6 +26,7 @@ class ReaderCatalogResource(ConfigurableResource):
 
     def publish(self, publication: Publication) -> list[str]:
         """Point every catalog at ``publication``; returns what was updated, for the log."""
-        for catalog in self.catalogs():
+        catalogs = self.catalogs()
+        for catalog in catalogs:
             catalog.publish(publication)
-        return [type(c).__name__ for c in self.catalogs()]
+        return [type(catalog).__name__ for catalog in catalogs]
