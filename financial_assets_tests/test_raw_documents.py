@@ -1,6 +1,7 @@
 """Extracting `transaction_events` against an explicit schema, with a quarantine for misfits."""
 
 import json
+from datetime import datetime, timezone
 
 import pyarrow as pa
 import pytest
@@ -8,7 +9,7 @@ from bson.objectid import ObjectId
 
 from financial_assets.extract.contracts import GEOLOCATION
 from financial_assets.extract.documents import split_documents
-from financial_assets.extract.loads import load_documents
+from financial_assets.extract.loads import count_source_documents, load_documents
 from financial_assets.lakehouse.storage import LakehouseStorage
 from financial_assets.lakehouse.tables import ManifestTable
 from financial_assets.sources import connect_document_store
@@ -172,6 +173,38 @@ def test_a_crash_between_the_two_commits_neither_loses_nor_repeats_quarantined_d
 
     assert sorted(tables[0].read().column("transaction_id").to_pylist()) == [1, 3]
     assert tables[1].manifest().row_count == 2
+
+
+def source_count(databases, report) -> int:
+    with connect_document_store(databases.mongo_url, databases.mongo_database) as database:
+        return count_source_documents(
+            database["transaction_events"], report.high_water_mark, report.raw_and_quarantined_rows
+        )
+
+
+def test_the_source_count_equals_what_was_loaded_and_quarantined(source_databases, tables):
+    raw_sources.insert_events(source_databases, [valid_event(1), valid_event("2"), valid_event(3)])
+    report = load(source_databases, tables)
+
+    assert source_count(source_databases, report) == 3 == report.raw_and_quarantined_rows
+
+
+def test_documents_written_after_the_load_are_not_counted_against_it(source_databases, tables):
+    raw_sources.insert_events(source_databases, [valid_event(1), valid_event(2)])
+    report = load(source_databases, tables)
+    raw_sources.insert_events(source_databases, [valid_event(3)])
+
+    assert source_count(source_databases, report) == 2
+
+
+def test_a_document_that_arrives_below_the_high_water_mark_is_counted(source_databases, tables):
+    raw_sources.insert_events(source_databases, [valid_event(1), valid_event(2)])
+    report = load(source_databases, tables)
+    # Written late, with an `_id` from before the load: the next incremental read will never see it.
+    late = {"_id": ObjectId.from_datetime(datetime(2020, 1, 1, tzinfo=timezone.utc)), **valid_event(3)}
+    raw_sources.insert_events(source_databases, [late])
+
+    assert source_count(source_databases, report) == 3 != report.raw_and_quarantined_rows
 
 
 # What the raw zone does with each document fault of `seed --with-faults`.

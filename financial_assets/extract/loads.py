@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 from bson.objectid import ObjectId
 from psycopg2 import sql
 from pymongo.collection import Collection
+from pymongo.errors import OperationFailure
 
 from financial_assets.extract.contracts import QUARANTINE_SCHEMA, TableContract
 from financial_assets.extract.documents import EVENT_SCHEMA, stream_documents
@@ -252,10 +253,31 @@ def load_documents(
     )
 
 
-def count_source_documents(collection: Collection, high_water_mark: str | None) -> int:
-    """Documents up to the high-water mark. Index-backed on MongoDB and DocumentDB; FerretDB
-    scans the collection for it, as long as a full read."""
-    return collection.count_documents({"_id": {"$lte": ObjectId(high_water_mark)}}) if high_water_mark else 0
+def collection_size(collection: Collection) -> int:
+    """Documents in the collection, from its statistics rather than by reading them.
+
+    `$collStats` is metadata on MongoDB and DocumentDB and a table count on FerretDB (whose
+    `count` command, behind `estimated_document_count`, reads every document); one row per shard.
+    """
+    try:
+        return sum(int(stats.get("count", 0)) for stats in collection.aggregate([{"$collStats": {"count": {}}}]))
+    except OperationFailure:
+        return collection.estimated_document_count()
+
+
+def count_source_documents(collection: Collection, high_water_mark: str | None, loaded: int) -> int:
+    """Documents up to the high-water mark, for comparison with the ``loaded`` raw + quarantined rows.
+
+    Every loaded row came from its own document at or below the mark, so when the collection
+    holds exactly ``loaded`` documents, that is also the count below the mark, and the
+    collection's statistics settle it without reading a document. Only when the two differ
+    (documents written since the load, or missed by it) is the exact count run; FerretDB 1.x
+    scans the collection for that.
+    """
+    size = collection_size(collection)
+    if size == loaded or not high_water_mark:
+        return size
+    return collection.count_documents({"_id": {"$lte": ObjectId(high_water_mark)}})
 
 
 def _not_yet_quarantined(rows: pa.RecordBatch, through: str | None) -> pa.RecordBatch:

@@ -182,7 +182,9 @@ def raw_transaction_events(
             run_id=context.run.run_id[:8],
             progress=_progress_logger(context, TRANSACTION_EVENTS.table),
         )
-        source_rows = count_source_documents(database[TRANSACTION_EVENTS.table], report.high_water_mark)
+        source_rows = count_source_documents(
+            database[TRANSACTION_EVENTS.table], report.high_water_mark, report.raw_and_quarantined_rows
+        )
     if report.quarantined:
         context.log.warning(
             f"transaction_events: {report.quarantined:,} documents quarantined in {quarantine.relpath}"
