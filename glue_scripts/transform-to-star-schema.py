@@ -11,6 +11,7 @@ Job arguments (Glue passes ``--name value`` pairs):
 - ``--pii-clear-text``     optional, ``true``: the operator's opt-in to clear personal data
 - ``--pii-key-secret-id``  the Secrets Manager secret holding the PII HMAC key
 - ``--quality-thresholds`` optional: the audit's thresholds as JSON (QualityThresholds)
+- ``--full-refresh``       optional, ``true``: rebuild everything even when an incremental build is possible
 - ``--dagster-pipes-context`` / ``--dagster-pipes-messages``: added by `PipesGlueClient`
 
 The PII key is never a job argument (the Glue console shows those): it comes from the
@@ -58,6 +59,7 @@ def parse_job_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--pii-clear-text", default="false", choices=["true", "false"], type=str.lower)
     parser.add_argument("--pii-key-secret-id", default=None)
     parser.add_argument("--quality-thresholds", default=None)
+    parser.add_argument("--full-refresh", default="false", choices=["true", "false"], type=str.lower)
     # Glue adds its own (--JOB_ID, --JOB_RUN_ID, --JOB_NAME, --TempDir, ...), Pipes its two.
     arguments, _others = parser.parse_known_args(argv)
     return arguments
@@ -100,7 +102,10 @@ def main(argv: list[str]) -> None:
             QualityThresholds.from_json(arguments.quality_thresholds)
             if arguments.quality_thresholds else QualityThresholds()
         )
-        report = build_star_schema_version(spark, storage, arguments.version, policy, thresholds)
+        report = build_star_schema_version(
+            spark, storage, arguments.version, policy, thresholds, full_refresh=arguments.full_refresh == "true"
+        )
+        pipes.log.info(f"{report.mode} build: {report.mode_reason}; {report.new_fact_rows:,} new fact rows")
         for table in TABLES:
             pipes.log.info(f"{table}: {report.row_counts[table]:,} rows at {report.locations[table]}")
             pipes.report_asset_materialization(asset_key=table, metadata=report.table_metadata(table))

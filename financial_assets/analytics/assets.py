@@ -58,7 +58,13 @@ _DEFAULTS = QualityThresholds()
 
 
 class StarSchemaConfig(Config):
-    """The audit's thresholds; integrity checks have none (they must hold exactly)."""
+    """The audit's thresholds (integrity checks have none: they must hold exactly), and whether
+    to rebuild everything instead of adding new transactions to the published version."""
+
+    full_refresh: bool = Field(
+        default=False,
+        description="Rebuild every table from the whole raw zone, even when an incremental build is possible.",
+    )
 
     min_event_match_rate: float = Field(
         default=_DEFAULTS.min_event_match_rate, description="Least share of facts with an event (WARN)."
@@ -93,6 +99,9 @@ def star_schema(
     pii: PiiPolicyResource,
 ):
     """Write a new version of the star schema, then audit it: a failed ERROR check fails this
-    step, so the version is never published."""
+    step, so the version is never published. Incremental when it can be: the facts of new
+    transactions are added to the published version's (see `financial_assets/transform/build.py`)."""
     version = new_version(context.run.run_id)
-    yield from star_schema_engine.build(context, lakehouse, pii, version, config.thresholds())
+    yield from star_schema_engine.build(
+        context, lakehouse, pii, version, config.thresholds(), full_refresh=config.full_refresh
+    )

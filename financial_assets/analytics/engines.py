@@ -45,6 +45,7 @@ class StarSchemaEngine(ConfigurableResource):
         pii: PiiPolicyResource,
         version: str,
         thresholds: QualityThresholds,
+        full_refresh: bool = False,
     ) -> Iterator[MaterializeResult | AssetCheckResult]:
         raise NotImplementedError
 
@@ -54,11 +55,12 @@ class LocalSparkEngine(StarSchemaEngine):
 
     spark: SparkResource
 
-    def build(self, context, lakehouse, pii, version, thresholds):
+    def build(self, context, lakehouse, pii, version, thresholds, full_refresh=False):
         context.log.info(f"building star schema version {version} on Spark ({self.spark.remote or self.spark.master})")
         report = build_star_schema_version(
-            self.spark.session(), lakehouse.storage(), version, pii.policy(), thresholds
+            self.spark.session(), lakehouse.storage(), version, pii.policy(), thresholds, full_refresh=full_refresh
         )
+        context.log.info(f"{report.mode} build: {report.mode_reason}; {report.new_fact_rows:,} new fact rows")
         for table in TABLES:
             yield MaterializeResult(asset_key=table, metadata=report.table_metadata(table))
         for outcome in report.checks:

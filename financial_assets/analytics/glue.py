@@ -77,12 +77,14 @@ class GlueEngine(StarSchemaEngine):
         """The Glue client `PipesGlueClient` drives (the tests return a stand-in here)."""
         return self.aws_client("glue")
 
-    def job_arguments(self, lakehouse, pii, version: str, thresholds) -> dict[str, str]:
+    def job_arguments(self, lakehouse, pii, version: str, thresholds, full_refresh: bool = False) -> dict[str, str]:
         arguments = {
             "--lakehouse-uri": lakehouse.uri,
             "--version": version,
             "--quality-thresholds": thresholds.to_json(),
         }
+        if full_refresh:
+            arguments["--full-refresh"] = "true"
         if lakehouse.s3_endpoint_url:
             arguments["--s3-endpoint-url"] = lakehouse.s3_endpoint_url
         if pii.clear_text:
@@ -96,8 +98,8 @@ class GlueEngine(StarSchemaEngine):
             )
         return arguments
 
-    def build(self, context, lakehouse, pii, version, thresholds):
-        arguments = self.job_arguments(lakehouse, pii, version, thresholds)
+    def build(self, context, lakehouse, pii, version, thresholds, full_refresh=False):
+        arguments = self.job_arguments(lakehouse, pii, version, thresholds, full_refresh)
         if not lakehouse.uri.startswith("s3://"):
             context.log.warning(f"the lakehouse {lakehouse.uri} is not on S3: a Glue job cannot reach it")
         glue, s3 = self.glue_client(), self.aws_client("s3")

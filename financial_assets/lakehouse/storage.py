@@ -97,6 +97,18 @@ class LakehouseStorage:
                 os.remove(aside)
             raise
 
+    def copy(self, source: str, target: str) -> None:
+        """Copy an object inside the lakehouse: a hard link on a local disk where it can be (the
+        files are never modified in place, only replaced or deleted), a server-side copy on S3."""
+        if not self.is_s3:
+            os.makedirs(os.path.dirname(self.path(target)), exist_ok=True)
+            try:
+                os.link(self.path(source), self.path(target))
+                return
+            except OSError:
+                pass  # another file system, or one without hard links: copy the bytes
+        self.fs.copy_file(self.path(source), self.path(target))
+
     def size(self, relpath: str) -> int:
         return self.fs.get_file_info(self.path(relpath)).size or 0
 

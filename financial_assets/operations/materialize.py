@@ -35,15 +35,13 @@ def register(commands) -> None:
 
 
 def _full_refresh_config(selected_keys) -> dict:
+    from financial_assets.analytics import star_schema
     from financial_assets.raw import RAW_ASSETS
 
-    return {
-        "ops": {
-            raw.op.name: {"config": {"full_refresh": True}}
-            for raw in RAW_ASSETS
-            if raw.key in selected_keys
-        }
-    }
+    ops = {raw.op.name: {"config": {"full_refresh": True}} for raw in RAW_ASSETS if raw.key in selected_keys}
+    if set(star_schema.keys) & set(selected_keys):
+        ops[star_schema.op.name] = {"config": {"full_refresh": True}}
+    return {"ops": ops}
 
 
 def run(args: argparse.Namespace) -> int:

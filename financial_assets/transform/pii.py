@@ -11,6 +11,7 @@ Clear values reach the analytics zone only if the operator opts in (``PiiPolicy.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 
 from pyspark.sql import Column
@@ -30,6 +31,12 @@ class PiiPolicy:
                 "pseudonymising emails needs an HMAC key (FIN_PII_HMAC_KEY), "
                 "or an explicit opt-in to clear text"
             )
+
+    def fingerprint(self) -> str:
+        """Tells two policies apart without revealing the key: an HMAC of a fixed message."""
+        if self.clear_text:
+            return "clear-text"
+        return hmac.new(self.hmac_key, b"financial_assets pii policy fingerprint", hashlib.sha256).hexdigest()[:16]
 
     def __repr__(self) -> str:  # never print the key
         return f"PiiPolicy(clear_text={self.clear_text}, hmac_key={'set' if self.hmac_key else 'unset'})"

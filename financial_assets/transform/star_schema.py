@@ -188,28 +188,55 @@ def build_fact_transactions(
     )
 
 
+def build_dimensions(raw: RawTables, policy: PiiPolicy) -> dict[str, DataFrame]:
+    return {
+        "dim_customers": build_dim_customers(raw.customers, policy),
+        "dim_accounts": build_dim_accounts(raw.accounts, raw.customers),
+        "dim_dates": build_dim_dates(raw.accounts, raw.transactions),
+    }
+
+
 def build_star_schema(raw: RawTables, policy: PiiPolicy) -> StarSchema:
-    dim_accounts = build_dim_accounts(raw.accounts, raw.customers)
+    dimensions = build_dimensions(raw, policy)
     return StarSchema(
-        dim_customers=build_dim_customers(raw.customers, policy),
-        dim_accounts=dim_accounts,
-        dim_dates=build_dim_dates(raw.accounts, raw.transactions),
-        fact_transactions=build_fact_transactions(raw.transactions, dim_accounts, raw.transaction_events),
+        **dimensions,
+        fact_transactions=build_fact_transactions(
+            raw.transactions, dimensions["dim_accounts"], raw.transaction_events
+        ),
     )
 
 
-def event_statistics(transactions: DataFrame, events: DataFrame) -> dict[str, int]:
-    """How many events were duplicates, and how many pointed at no transaction."""
+STATISTICS = ("duplicate_events", "events_for_unknown_transactions")
+
+
+def event_statistics(
+    transactions: DataFrame, events: DataFrame, settled_through: int | None = None
+) -> dict[str, int]:
+    """How many events were duplicates, and how many pointed at no transaction.
+
+    With ``settled_through`` (the greatest transaction id loaded), the same two counts are also
+    given for the events of transactions up to it, as ``settled_<name>``: later loads cannot
+    change those (a new transaction gets a greater id), so an incremental build reuses them.
+    """
+    settled = (
+        F.col("transaction_id") <= F.lit(settled_through) if settled_through is not None else F.lit(False)
+    )
     per_transaction = events.groupBy("transaction_id").count()
-    known = transactions.select("transaction_id").distinct()
-    row = (
-        per_transaction.join(known.withColumn("_known", F.lit(True)), "transaction_id", "left")
-        .agg(
-            F.sum(F.when(F.col("_known"), F.col("count") - 1).otherwise(0)).alias("duplicate_events"),
-            F.sum(F.when(F.col("_known").isNull(), F.col("count")).otherwise(0)).alias(
-                "events_for_unknown_transactions"
-            ),
-        )
-        .collect()[0]
-    )
-    return {name: int(row[name] or 0) for name in ("duplicate_events", "events_for_unknown_transactions")}
+    # A semi join, not a join with distinct transaction ids: no aggregation of every transaction.
+    known = per_transaction.join(transactions.select("transaction_id"), "transaction_id", "left_semi")
+
+    def totals(frame: DataFrame, **columns: Column):
+        return frame.agg(*[
+            aggregate for name, value in columns.items()
+            for aggregate in (F.sum(value).alias(name), F.sum(F.when(settled, value)).alias(f"settled_{name}"))
+        ]).first()
+
+    every = totals(per_transaction, events=F.col("count"))
+    matched = totals(known, events=F.col("count"), duplicates=F.col("count") - 1)
+    prefixes = ("", "settled_") if settled_through is not None else ("",)
+    result = {}
+    for prefix in prefixes:
+        result[f"{prefix}duplicate_events"] = int(matched[f"{prefix}duplicates"] or 0)
+        result[f"{prefix}events_for_unknown_transactions"] = int(every[f"{prefix}events"] or 0) - int(
+            matched[f"{prefix}events"] or 0)
+    return result
