@@ -148,25 +148,16 @@ TEST_PII_KEY = "test-only-pii-key"
 
 
 def pipeline_resources(lakehouse_uri, databases: SourceDatabases | None = None, engine=None) -> dict:
-    """Resources for materializing the pipeline in tests: local Spark unless ``engine`` is given,
-    the sources only when ``databases`` is given."""
-    from financial_assets.analytics.engines import LocalSparkEngine
-    from financial_assets.resources import (
-        DocumentStoreResource,
-        LakehouseResource,
-        PiiPolicyResource,
-        PostgresResource,
-        ReaderCatalogResource,
-        SparkResource,
-    )
+    """Resources for materializing the pipeline in tests: the suite's Spark unless ``engine`` is
+    given, the sources only when ``databases`` is given."""
+    from financial_assets.resources import local_pipeline_resources
 
-    resources = {
-        "lakehouse": LakehouseResource(uri=str(lakehouse_uri)),
-        "reader_catalog": ReaderCatalogResource(duckdb_path=f"{lakehouse_uri}/analytics.duckdb"),
-        "pii": PiiPolicyResource(hmac_key=TEST_PII_KEY),
-        "star_schema_engine": engine or LocalSparkEngine(spark=SparkResource(master="local[2]")),
-    }
-    if databases is not None:
-        resources["postgres"] = PostgresResource(url=databases.postgres_url)
-        resources["document_store"] = DocumentStoreResource(url=databases.mongo_url, database=databases.mongo_database)
-    return resources
+    return local_pipeline_resources(
+        str(lakehouse_uri),
+        TEST_PII_KEY,
+        postgres_url=databases.postgres_url if databases else None,
+        mongo_url=databases.mongo_url if databases else None,
+        mongo_database=databases.mongo_database if databases else None,
+        spark_master="local[2]",
+        star_schema_engine=engine,
+    )

@@ -61,6 +61,34 @@ def deployment_resources(settings: Settings) -> dict:
     return resources
 
 
+def local_pipeline_resources(
+    lakehouse_uri: str,
+    pii_hmac_key: str,
+    *,
+    postgres_url: str | None = None,
+    mongo_url: str | None = None,
+    mongo_database: str | None = None,
+    spark_master: str = "local[*]",
+    star_schema_engine=None,
+) -> dict:
+    """Resources for running the pipeline in this process against given sources, without
+    reading FIN_* settings: what the tests and the benchmarks use. The sources are included
+    only when their URLs are given (the analytics assets do not need them)."""
+    from financial_assets.analytics.engines import LocalSparkEngine
+
+    resources = {
+        "lakehouse": LakehouseResource(uri=str(lakehouse_uri)),
+        "reader_catalog": ReaderCatalogResource(duckdb_path=f"{lakehouse_uri}/analytics.duckdb"),
+        "pii": PiiPolicyResource(hmac_key=pii_hmac_key),
+        "star_schema_engine": star_schema_engine or LocalSparkEngine(spark=SparkResource(master=spark_master)),
+    }
+    if postgres_url:
+        resources["postgres"] = PostgresResource(url=postgres_url)
+    if mongo_url:
+        resources["document_store"] = DocumentStoreResource(url=mongo_url, database=mongo_database)
+    return resources
+
+
 def _star_schema_engine(settings: Settings):
     """Local Spark unless FIN_STAR_SCHEMA_ENGINE=glue: the same transform either way."""
     if settings.star_schema_engine == "glue":
@@ -87,4 +115,5 @@ __all__ = [
     "ReaderCatalogResource",
     "SparkResource",
     "deployment_resources",
+    "local_pipeline_resources",
 ]
