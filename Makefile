@@ -56,8 +56,9 @@ dev: services $(DAGSTER_HOME)/dagster.yaml
 
 # Stops the local servers even when FIN_*_URL point elsewhere: var/ is about to go.
 # Benchmarks, not tests: extraction against its baselines, then the pipeline stage by stage.
-SCALE ?= 500000
-EVENTS ?= 100000
+# SCALE and EVENTS take 500000, 500k or 2m; EVENTS defaults to 15% of SCALE.
+SCALE ?= 500k
+EVENTS ?=
 REPEAT ?= 3
 BENCH_INSTALLED := $(VENV)/.installed-bench
 
@@ -74,8 +75,8 @@ $(PEER_INSTALLED): bench/peer-requirements.txt
 	touch $@
 
 bench: $(BENCH_INSTALLED) $(PEER_INSTALLED)
-	$(BIN)/python -m bench.run --transactions $(SCALE) --events $(EVENTS) --repeat $(REPEAT)
-	$(BIN)/python -m bench.pipeline --transactions $(SCALE) --events $(EVENTS) --repeat $(REPEAT)
+	$(BIN)/python -m bench.run --transactions $(SCALE) $(if $(EVENTS),--events $(EVENTS)) --repeat $(REPEAT)
+	$(BIN)/python -m bench.pipeline --transactions $(SCALE) $(if $(EVENTS),--events $(EVENTS)) --repeat $(REPEAT)
 	.venv-dlt/bin/python -m bench.peer_dlt --database bench_pipeline --mongo-database bench_pipeline --repeat $(REPEAT)
 	$(BIN)/python -m bench.report
 

@@ -11,6 +11,7 @@ at its end (see :func:`peak_rss_kib`). A command case's peak RSS is sampled by t
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -296,6 +297,22 @@ def machine_cpu_seconds() -> float | None:
     # cpu user nice system idle iowait irq softirq steal ...
     busy = sum(int(fields[i]) for i in (1, 2, 3, 6, 7, 8))
     return busy / os.sysconf("SC_CLK_TCK")
+
+
+def row_count(text: str) -> int:
+    """A row count as `make bench SCALE=` takes it: 500000, 500k, 2m or 10M."""
+    multiplier = {"k": 1_000, "m": 1_000_000}.get(text.strip()[-1:].lower(), 1)
+    digits = text.strip()[:-1] if multiplier > 1 else text.strip()
+    try:
+        return int(float(digits) * multiplier)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a row count: {text!r} (say 500000, 500k or 2m)") from None
+
+
+def default_events(transactions: int) -> int:
+    """Events seeded when not told: 15% of the transactions (2m -> 300k). The document store
+    writes and reads 20-35 k documents/s here, PostgreSQL ten times that."""
+    return int(transactions * 0.15)
 
 
 def peak_rss_kib(pid: int | str = "self") -> int | None:

@@ -22,7 +22,7 @@ from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.cases import peak_rss_kib
+from bench.cases import default_events, peak_rss_kib, row_count
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pipeline.json"
 DATABASE = "bench_pipeline"
@@ -102,9 +102,9 @@ def median_stages(runs: list[dict[str, float]]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--transactions", type=int, default=200_000)
-    parser.add_argument("--customers", type=int, default=10_000)
-    parser.add_argument("--events", type=int, default=None, help="default: half the transactions")
+    parser.add_argument("--transactions", type=row_count, default=200_000, help="500000, 500k, 2m (default 200k)")
+    parser.add_argument("--customers", type=row_count, default=10_000)
+    parser.add_argument("--events", type=row_count, default=None, help="default: 15%% of the transactions")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs after one warm-up (median reported)")
     parser.add_argument("--incremental-share", type=float, default=0.01,
                         help="new rows added before each incremental run (default 1%%)")
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     ensure_postgres_database(settings.postgres_url, DATABASE)
     postgres_url = with_database(settings.postgres_url, DATABASE)
-    events = args.transactions // 2 if args.events is None else args.events
+    events = default_events(args.transactions) if args.events is None else args.events
     config = SeedConfig(customers=args.customers, transactions=args.transactions,
                         event_ratio=min(1.0, events / args.transactions))
     print(f"seeding {args.transactions:,} transactions...", flush=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from financial_assets.quality.star_checks import STAR_CHECKS
+
 RESULTS = Path(__file__).resolve().parent / "results"
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
@@ -62,8 +64,24 @@ def pipeline_section(report: dict) -> list[str]:
     full, incremental = report["full_seconds"], report["incremental_seconds"]
     lines += _table(["stage", "full (s)", "incremental (s)"],
                     [[name, f"{full[name]:.2f}", f"{incremental.get(name, 0):.2f}"] for name in full])
-    lines += ["", f"Incremental / full: {report['incremental_ratio']:.2f} (target 0.10). "
-              f"Peak RSS of the process: {report['peak_rss_mb']:.0f} MB.", ""]
+    modes = "; ".join(sorted(set(report.get("incremental_build_modes", [])))) or "not recorded"
+    lines += [
+        "",
+        f"Incremental / full: **{report['incremental_ratio']:.2f}** (target 0.10: "
+        f"{'met' if report['incremental_ratio'] <= 0.10 else 'missed'}). "
+        f"Peak RSS of the process: {report['peak_rss_mb']:.0f} MB. Star schema in the timed incremental runs: {modes}.",
+        "",
+    ]
+    if "document_store_scan_seconds" in report:
+        lines += [
+            f"Why missed: the local document store, FerretDB 1.24, cannot seek by `_id` (it pushes down no range "
+            f"filter), so finding the new events costs a scan of the whole collection: "
+            f"{report['document_store_scan_seconds']:.2f} s measured on its own (a bare `find` for `_id` past the "
+            f"newest document, median of 3), whatever the reader. The rest of the incremental run is "
+            f"{report['incremental_ratio_beyond_store_scan']:.2f} of a full run. On MongoDB or DocumentDB that "
+            "read is an `_id` index range scan over the new documents only.",
+            "",
+        ]
     return lines
 
 
@@ -77,7 +95,8 @@ COMPARISON = [
     "## What each side does",
     "",
     "- **Ours** (`bench.pipeline`): extraction with reconciliation counts against the sources, quarantine of "
-    "documents that break the schema, the star schema on Spark (the same code runs on Glue), 21 audit checks on it and 5 on the raw zone, "
+    f"documents that break the schema, the star schema on Spark (the same code runs on Glue; incremental when the "
+    f"published version allows), {len(STAR_CHECKS)} audit checks on it and 5 on the raw zone, "
     "an atomic publish of a new version with rollback, the DuckDB catalog update, lineage and run history in Dagster.",
     "- **Peer** (`bench.peer_dlt`): dlt extraction to Parquet (full replace), the same star schema as DuckDB SQL and "
     "the analyst query. No checks, no quarantine (a bad document stops the run), writes in place (readers can see a "
@@ -97,7 +116,10 @@ def headline(pipeline: dict | None, peer: dict | None) -> list[str]:
         f"- Full pipeline, seeded sources to a published star schema: ours {ours:.1f} s, the dlt + DuckDB peer "
         f"{theirs:.1f} s (ours takes {ours / theirs:.2f}x the peer's time, for the checks and guarantees below).",
         f"- An incremental run after 1% new rows takes {pipeline['incremental_ratio']:.2f} of a full run "
-        "(target 0.10: missed; the star schema is rebuilt whole and the local document store scans for new documents).",
+        f"(target 0.10: {'met' if pipeline['incremental_ratio'] <= 0.10 else 'missed'}); "
+        + (f"{pipeline['incremental_ratio_beyond_store_scan']:.2f} without the local document store's scan for new "
+           "events, which FerretDB cannot avoid (see below)." if "incremental_ratio_beyond_store_scan" in pipeline
+           else "the local document store scans for new documents."),
         "",
     ]
 

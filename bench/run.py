@@ -33,7 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 import pymongo.errors
 
-from bench.cases import CASES, DOC, PG, Case, machine_cpu_seconds, peak_rss_kib
+from bench.cases import CASES, DOC, PG, Case, default_events, machine_cpu_seconds, peak_rss_kib, row_count
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -41,7 +41,6 @@ BENCH_DATABASE = "bench"
 PROTECTED_DATABASES = {"financial", "financialdb", "postgres", "template0", "template1"}
 
 DEFAULT_TRANSACTIONS = 500_000
-DEFAULT_EVENTS = 100_000
 DEFAULT_CUSTOMERS = 20_000
 DEFAULT_ACCOUNTS_PER_CUSTOMER = 2
 DEFAULT_REPEAT = 3
@@ -589,11 +588,11 @@ def render(report: dict) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--transactions", type=int, default=DEFAULT_TRANSACTIONS,
-                        help=f"transactions to seed (default {DEFAULT_TRANSACTIONS:,})")
-    parser.add_argument("--events", type=int, default=DEFAULT_EVENTS,
-                        help=f"transaction_events to seed, at most 0.95 x transactions (default {DEFAULT_EVENTS:,}); "
-                        "the document store is far slower than PostgreSQL, so fewer than transactions")
+    parser.add_argument("--transactions", type=row_count, default=DEFAULT_TRANSACTIONS,
+                        help=f"transactions to seed: 500000, 500k, 2m (default {DEFAULT_TRANSACTIONS:,})")
+    parser.add_argument("--events", type=row_count, default=None,
+                        help="transaction_events to seed, at most 0.95 x transactions (default 15%% of the "
+                        "transactions); the document store is far slower than PostgreSQL, so fewer")
     parser.add_argument("--customers", type=int, default=DEFAULT_CUSTOMERS,
                         help=f"customers to seed (default {DEFAULT_CUSTOMERS:,})")
     parser.add_argument("--accounts-per-customer", type=int, default=DEFAULT_ACCOUNTS_PER_CUSTOMER)
@@ -620,6 +619,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in ("transactions", "customers", "accounts_per_customer", "repeat"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.events is None:
+        args.events = default_events(args.transactions)
     if args.events < 0:
         parser.error("--events must not be negative")
     if args.database in PROTECTED_DATABASES:
