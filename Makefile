@@ -78,6 +78,8 @@ bench: $(BENCH_INSTALLED) $(PEER_INSTALLED)
 	$(BIN)/python -m bench.run --transactions $(SCALE) $(if $(EVENTS),--events $(EVENTS)) --repeat $(REPEAT)
 	$(BIN)/python -m bench.pipeline --transactions $(SCALE) $(if $(EVENTS),--events $(EVENTS)) --repeat $(REPEAT)
 	.venv-dlt/bin/python -m bench.peer_dlt --database bench_pipeline --mongo-database bench_pipeline --repeat $(REPEAT)
+	mkdir -p bench/results/scale-$(SCALE)
+	cp bench/results/latest.json bench/results/pipeline.json bench/results/peer.json bench/results/scale-$(SCALE)/
 	$(BIN)/python -m bench.report
 
 clean:

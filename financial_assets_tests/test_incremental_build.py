@@ -232,6 +232,15 @@ def test_another_pii_key_forces_a_full_build(spark, lakehouse):
     assert "PII policy changed" in report.mode_reason
 
 
+def test_changed_transform_code_forces_a_full_build(spark, lakehouse, monkeypatch):
+    storage, _ = lakehouse
+    build_and_publish(spark, storage, "v1")
+    monkeypatch.setattr(build, "_SOURCE_DIGEST", "the code of a later release")
+    report = build_and_publish(spark, storage, "v2")
+
+    assert report.mode_reason == "the transform, its audit or the PII policy changed since version v1"
+
+
 def test_full_refresh_forces_a_full_build(spark, lakehouse):
     storage, _ = lakehouse
     build_and_publish(spark, storage, "v1")

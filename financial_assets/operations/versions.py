@@ -19,11 +19,9 @@ def register(commands) -> None:
 
 
 def _storage():
-    from financial_assets.lakehouse.storage import LakehouseStorage
     from financial_assets.settings import Settings
 
-    settings = Settings.from_env()
-    return LakehouseStorage(settings.lakehouse_uri, s3_endpoint_url=settings.s3_endpoint_url)
+    return Settings.from_env().lakehouse_storage()
 
 
 def list_versions(args: argparse.Namespace) -> int:

@@ -77,12 +77,10 @@ def _duckdb(settings, sql: str):
     """The local DuckDB file, first brought onto the published version if it lags behind."""
     import duckdb
 
-    from financial_assets.lakehouse.storage import LakehouseStorage
     from financial_assets.query.catalogs import DuckDBCatalog
     from financial_assets.query.duckdb_views import require_publication
 
-    storage = LakehouseStorage(settings.lakehouse_uri, s3_endpoint_url=settings.s3_endpoint_url)
-    publication = require_publication(storage)
+    publication = require_publication(settings.lakehouse_storage())
     version = publication.version
     if _duckdb_version(settings.duckdb_path) != version:
         DuckDBCatalog(settings.duckdb_path).publish(publication)
