@@ -96,6 +96,17 @@ def build_mode(result) -> str:
     return "unknown"
 
 
+def ratio_beyond_store_scan(report: dict) -> float:
+    """The incremental run without the document store's scan for new events, over the full run.
+
+    The scan is counted at most as the whole events step (a separate measurement of it can come
+    out longer than the step that contains it), so the ratio errs high, never low.
+    """
+    total = "pipeline (all assets, one run)"
+    scan = min(report["document_store_scan_seconds"], report["incremental_seconds"]["raw_transaction_events"])
+    return (report["incremental_seconds"][total] - scan) / report["full_seconds"][total]
+
+
 def mode_summary(modes: list[str]) -> str:
     """'incremental in 3 of 3' from the build modes of the runs."""
     kinds = [mode.split(" ", 1)[0] for mode in modes]
@@ -193,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     lines += [f"{name:<34}{full[name]:>10.2f}{incremental.get(name, 0):>15.2f}" for name in full]
     ratio = incremental[total] / full[total]
-    beyond_scan = max(0.0, incremental[total] - scan) / full[total]
+    beyond_scan = ratio_beyond_store_scan({
+        "document_store_scan_seconds": scan, "incremental_seconds": incremental, "full_seconds": full})
     peak_mb = (peak_rss_kib() or 0) / 1024
     lines.append(f"star schema in the timed incremental runs: {mode_summary(incremental_modes)}")
     lines.append(f"incremental ({args.incremental_share:.0%} new rows) / full: {ratio:.2f} "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.pipeline import mode_summary
+from bench.pipeline import mode_summary, ratio_beyond_store_scan
 from financial_assets.quality.star_checks import STAR_CHECKS
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -104,8 +104,9 @@ def pipeline_section(report: dict) -> list[str]:
             f"Why missed: the local document store, FerretDB 1.24, cannot seek by `_id` (it pushes down no range "
             f"filter), so finding the new events costs a scan of the whole collection: "
             f"{report['document_store_scan_seconds']:.2f} s measured on its own (a bare `find` for `_id` past the "
-            f"newest document, median of 3), whatever the reader. The rest of the incremental run is "
-            f"{report['incremental_ratio_beyond_store_scan']:.2f} of a full run. On MongoDB or DocumentDB that "
+            f"newest document, median of 3), whatever the reader; the incremental events step took "
+            f"{report['incremental_seconds']['raw_transaction_events']:.2f} s. The rest of the incremental run is "
+            f"**{ratio_beyond_store_scan(report):.2f}** of a full run. On MongoDB or DocumentDB that "
             "read is an `_id` index range scan over the new documents only.",
             "",
         ]
@@ -162,8 +163,8 @@ def headline(pipeline: dict | None, peer: dict | None) -> list[str]:
         "and guarantees below).",
         f"- An incremental run after 1% new rows takes {pipeline['incremental_ratio']:.2f} of a full run "
         f"(target 0.10: {'met' if pipeline['incremental_ratio'] <= 0.10 else 'missed'}); "
-        + (f"{pipeline['incremental_ratio_beyond_store_scan']:.2f} without the local document store's scan for new "
-           "events, which FerretDB cannot avoid (see below)." if "incremental_ratio_beyond_store_scan" in pipeline
+        + (f"{ratio_beyond_store_scan(pipeline):.2f} without the local document store's scan for new "
+           "events, which FerretDB cannot avoid (see below)." if "document_store_scan_seconds" in pipeline
            else "the local document store scans for new documents."),
         "",
     ]

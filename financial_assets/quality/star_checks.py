@@ -236,12 +236,13 @@ def audit_facts(fact: DataFrame, star: StarSchema, raw_transactions: DataFrame, 
     """Measure ``fact`` (all fact rows, or only new ones) against the dimensions of ``star`` and
     the raw transactions they came from."""
     now_literal = F.lit(now)  # tz-aware: Spark takes it as the instant it is
-    # One pass over the facts: each dimension's keys (small) joined on, unmatched ones counted.
+    # One pass over the facts: each dimension's keys joined on (Spark broadcasts the small ones),
+    # unmatched ones counted.
     resolved = fact
     for column, dimension in _FACT_KEYS:
         keys = getattr(star, dimension).select(F.col(column).alias(f"_{column}"), F.lit(True).alias(f"_has_{column}"))
         keys = keys.dropDuplicates([f"_{column}"])  # a repeated key is its own check's failure, not more facts
-        resolved = resolved.join(F.broadcast(keys), resolved[column] == keys[f"_{column}"], "left")
+        resolved = resolved.join(keys, resolved[column] == keys[f"_{column}"], "left")
     totals = resolved.agg(
         F.count(F.lit(1)).alias("rows"),
         F.count("device_type").alias("with_event"),
