@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import tempfile
 import time
 from contextlib import closing
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 
 from bench.cases import default_events, peak_rss_kib, row_count
@@ -105,6 +107,16 @@ def ratio_beyond_store_scan(report: dict) -> float:
     total = "pipeline (all assets, one run)"
     scan = min(report["document_store_scan_seconds"], report["incremental_seconds"]["raw_transaction_events"])
     return (report["incremental_seconds"][total] - scan) / report["full_seconds"][total]
+
+
+def package_versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in ("dagster", "pyspark", "pyarrow", "duckdb", "pymongo", "psycopg2-binary"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
 
 
 def mode_summary(modes: list[str]) -> str:
@@ -231,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         "incremental_ratio_beyond_store_scan": round(beyond_scan, 3),
         "peak_rss_mb": round(peak_mb, 1),
         "load_average": load,
+        "cores": os.cpu_count(),
+        "versions": package_versions(),
     }, indent=1) + "\n")
     return 0
 

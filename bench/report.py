@@ -99,6 +99,8 @@ def pipeline_section(report: dict) -> list[str]:
         f"Peak RSS of the process: {report['peak_rss_mb']:.0f} MB. Star schema in the timed incremental runs: {modes}.",
         "",
     ]
+    if "versions" in report:
+        lines += [f"Versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}.", ""]
     if "document_store_scan_seconds" in report:
         lines += [
             f"Why missed: the local document store, FerretDB 1.24, cannot seek by `_id` (it pushes down no range "
@@ -133,7 +135,8 @@ def peer_section(report: dict) -> list[str]:
         [name, f"{seconds:.2f}", f"{stage_rows[name] / seconds:,.0f}" if name in stage_rows else "-"]
         for name, seconds in report["stages_seconds"].items()
     ])
-    return lines + ["", f"Peak RSS of the process: {report.get('peak_rss_mb', 0):.0f} MB.", ""]
+    versions = ", ".join(f"{k} {v}" for k, v in report.get("versions", {}).items())
+    return lines + ["", f"Peak RSS of the process: {report.get('peak_rss_mb', 0):.0f} MB. Versions: {versions}.", ""]
 
 
 COMPARISON = [
@@ -160,7 +163,8 @@ def headline(pipeline: dict | None, peer: dict | None) -> list[str]:
         "",
         f"- Full pipeline, seeded sources to a published star schema: ours {ours:,.0f} source rows/s, the dlt + "
         f"DuckDB peer {theirs:,.0f} rows/s (ours takes {theirs / ours:.2f}x the peer's time per row, for the checks "
-        "and guarantees below).",
+        f"and guarantees below); peak RSS {pipeline['peak_rss_mb']:.0f} MB against the peer's "
+        f"{peer.get('peak_rss_mb', 0):.0f} MB.",
         f"- An incremental run after 1% new rows takes {pipeline['incremental_ratio']:.2f} of a full run "
         f"(target 0.10: {'met' if pipeline['incremental_ratio'] <= 0.10 else 'missed'}); "
         + (f"{ratio_beyond_store_scan(pipeline):.2f} without the local document store's scan for new "
