@@ -38,3 +38,16 @@ def test_a_bad_setting_stops_the_cli_with_one_line_naming_it():
     assert completed.returncode == 2
     assert completed.stderr.strip().startswith("financial-assets: FIN_MONGO_URL must look like")
     assert len(completed.stderr.strip().splitlines()) == 1
+
+
+def test_materialize_full_refresh_configures_every_selected_raw_asset_and_the_star_schema():
+    from dagster import AssetKey
+
+    from financial_assets.operations.materialize import _full_refresh_config
+
+    config = _full_refresh_config({AssetKey("raw_transactions"), AssetKey("fact_transactions")})
+
+    assert config == {"ops": {
+        "raw_transactions": {"config": {"full_refresh": True}},
+        "star_schema": {"config": {"full_refresh": True}},
+    }}

@@ -153,6 +153,19 @@ def test_the_pii_key_never_travels_as_a_job_argument(glue_build, standin):
         assert all(PII_KEY not in value for value in run.arguments.values())
 
 
+def test_full_refresh_reaches_the_glue_job(raw_lakehouse, aws, standin):
+    lakehouse, _ = raw_lakehouse
+    result = materialize(
+        [star_schema], resources=pipeline_resources(lakehouse, engine=glue_engine(aws, standin)),
+        run_config={"ops": {"star_schema": {"config": {"full_refresh": True}}}},
+        raise_on_error=False, instance=DagsterInstance.ephemeral(),
+    )
+    fact = materializations(result)["fact_transactions"]
+
+    assert list(standin.runs.values())[-1].arguments["--full-refresh"] == "true"
+    assert (fact["build_mode"].value, fact["build_mode_reason"].value) == ("full", "full refresh requested")
+
+
 def test_a_failing_glue_run_fails_the_step_with_the_jobs_error(aws, standin, tmp_path):
     empty_lakehouse = tmp_path  # no raw zone: the job fails inside the transform
     result = materialize(
