@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import sys
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
 
 PG = "transactions"
 DOC = "transaction_events"
@@ -297,6 +299,17 @@ def machine_cpu_seconds() -> float | None:
     # cpu user nice system idle iowait irq softirq steal ...
     busy = sum(int(fields[i]) for i in (1, 2, 3, 6, 7, 8))
     return busy / os.sysconf("SC_CLK_TCK")
+
+
+def package_versions(*packages: str) -> dict[str, str | None]:
+    """Python's version and each package's installed one (None when not installed)."""
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for package in packages:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    return found
 
 
 def row_count(text: str) -> int:

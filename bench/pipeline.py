@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
 from contextlib import closing
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
-from bench.cases import default_events, peak_rss_kib, row_count
+from bench.cases import default_events, package_versions, peak_rss_kib, row_count
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pipeline.json"
 DATABASE = "bench_pipeline"
@@ -107,16 +105,6 @@ def ratio_beyond_store_scan(report: dict) -> float:
     total = "pipeline (all assets, one run)"
     scan = min(report["document_store_scan_seconds"], report["incremental_seconds"]["raw_transaction_events"])
     return (report["incremental_seconds"][total] - scan) / report["full_seconds"][total]
-
-
-def package_versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for package in ("dagster", "pyspark", "pyarrow", "duckdb", "pymongo", "psycopg2-binary"):
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
 
 
 def mode_summary(modes: list[str]) -> str:
@@ -244,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         "peak_rss_mb": round(peak_mb, 1),
         "load_average": load,
         "cores": os.cpu_count(),
-        "versions": package_versions(),
+        "versions": package_versions("dagster", "pyspark", "pyarrow", "duckdb", "pymongo", "psycopg2-binary"),
     }, indent=1) + "\n")
     return 0
 

@@ -26,14 +26,23 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pymongo.errors
 
-from bench.cases import CASES, DOC, PG, Case, default_events, machine_cpu_seconds, peak_rss_kib, row_count
+from bench.cases import (
+    CASES,
+    DOC,
+    PG,
+    Case,
+    default_events,
+    machine_cpu_seconds,
+    package_versions,
+    peak_rss_kib,
+    row_count,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -175,14 +184,9 @@ def machine() -> dict:
 
 
 def versions(ctx: dict) -> dict:
-    found = {"python": platform.python_version()}
-    for package in (
+    found = package_versions(
         "pyarrow", "psycopg2-binary", "pymongo", "pandas", "SQLAlchemy", "connectorx", "pymongoarrow",
-    ):
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = None
+    )
     try:
         with psycopg_connection(ctx["postgres_url"]) as connection, connection.cursor() as cursor:
             cursor.execute("SHOW server_version")

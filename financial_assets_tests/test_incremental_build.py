@@ -54,7 +54,7 @@ def event(n: int, transaction_id: int, device: str = "atm") -> dict:
             "fraud_score": 0.1, "extra_fields": None}
 
 
-class RawZone:
+class RawZoneWriter:
     """Appends rows to the raw tables the way an incremental raw load commits them."""
 
     KEYS = {"customers": "customer_id", "accounts": "account_id", "transactions": "transaction_id",
@@ -79,7 +79,7 @@ class RawZone:
 @pytest.fixture
 def lakehouse(tmp_path):
     storage = LakehouseStorage(str(tmp_path / "lakehouse"))
-    raw = RawZone(storage)
+    raw = RawZoneWriter(storage)
     raw.append("customers", [customer(1), customer(2)])
     raw.append("accounts", [account(10, 1), account(11, 2)])
     raw.append("transactions", [transaction(100, 10), transaction(101, 11, day=4)])

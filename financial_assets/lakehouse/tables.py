@@ -193,9 +193,10 @@ class ManifestTable:
         data = self.storage.read_bytes(self.file_path(MANIFEST))
         return TableManifest.from_json(data) if data is not None else None
 
-    def file_uris(self) -> list[str]:
-        """The committed files, as URIs any reader (Spark, DuckDB, pyarrow) takes."""
-        manifest = self.manifest()
+    def file_uris(self, manifest: TableManifest | None = None) -> list[str]:
+        """The committed files, as URIs any reader (Spark, DuckDB, pyarrow) takes: those of
+        ``manifest`` when given (one already read), else of the current one."""
+        manifest = manifest or self.manifest()
         return [self.storage.uri_of(self.file_path(f.name)) for f in manifest.files] if manifest else []
 
     def read(self) -> pa.Table:

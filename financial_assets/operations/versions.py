@@ -18,16 +18,11 @@ def register(commands) -> None:
     rollback.set_defaults(handler=roll_back)
 
 
-def _storage():
-    from financial_assets.settings import Settings
-
-    return Settings.from_env().lakehouse_storage()
-
-
 def list_versions(args: argparse.Namespace) -> int:
     from financial_assets.lakehouse.publication import built_versions, published
+    from financial_assets.settings import Settings
 
-    storage = _storage()
+    storage = Settings.from_env().lakehouse_storage()
     current = published(storage)
     kept = set(current.history) if current else set()
     print(f"{'version':<28}{'state':<12}{'fact rows':>12}  failed checks")
@@ -50,12 +45,13 @@ def roll_back(args: argparse.Namespace) -> int:
     from financial_assets.resources import deployment_resources
     from financial_assets.settings import Settings
 
+    settings = Settings.from_env()
     try:
-        publication = rollback(_storage(), args.version)
+        publication = rollback(settings.lakehouse_storage(), args.version)
     except PublicationError as error:
         print(f"financial-assets: {error}", file=sys.stderr)
         return 2
     # The readers' catalogs follow the pointer, as after a publish.
-    updated = deployment_resources(Settings.from_env())["reader_catalog"].publish(publication)
+    updated = deployment_resources(settings)["reader_catalog"].publish(publication)
     print(f"readers now see version {publication.version} ({', '.join(updated)})")
     return 0

@@ -131,8 +131,7 @@ def read_raw_zone(spark: SparkSession, storage: LakehouseStorage) -> RawZone:
             raise RawZoneNotReadyError(f"raw/{name} has never been loaded: materialize raw_{name} first")
         manifests[name] = manifest
         # Every committed load leaves at least one file, empty or not, so the schema is known.
-        uris = [storage.uri_of(table.file_path(f.name)) for f in manifest.files]
-        frames[name] = spark.read.option("mergeSchema", "true").parquet(*uris)
+        frames[name] = spark.read.option("mergeSchema", "true").parquet(*table.file_uris(manifest))
     return RawZone(manifests, RawTables(**frames))
 
 
@@ -196,10 +195,11 @@ def plan_build(
     if len(fact_files) >= MAX_FACT_FILES:
         return BuildPlan.full(f"compacting the {len(fact_files)} fact files of version {base_version}")
     base = _BaseDimensions(storage, base_version, raw.tables.transaction_events.sparkSession)
+    marks = {name: base_input["high_water_mark"] for name, base_input in record["inputs"].items()}
     why = (
-        _events_for_published_transactions(raw, record["inputs"])
+        _events_for_published_transactions(raw, marks)
         or _published_accounts_changed(base, dimensions["dim_accounts"])
-        or _accounts_arrived_for_published_transactions(raw, record["inputs"], base, dimensions["dim_accounts"])
+        or _accounts_arrived_for_published_transactions(raw, marks, base, dimensions["dim_accounts"])
         or _days_dropped_from_calendar(base, dimensions["dim_dates"])
     )
     if why:
@@ -218,11 +218,12 @@ class _BaseDimensions:
 
 
 # What can make a published fact differ from what a full build would now give, each returning
-# the reason or None. The published facts are raw transactions up to the base's mark.
+# the reason or None. ``marks`` are the base's high-water marks, by raw table: the published
+# facts are the raw transactions up to its mark.
 
-def _events_for_published_transactions(raw: RawZone, base_inputs: dict) -> str | None:
-    new_events = _above(raw.tables.transaction_events, "event_id", base_inputs["transaction_events"]["high_water_mark"])
-    late = _at_or_below(new_events, "transaction_id", base_inputs["transactions"]["high_water_mark"]).count()
+def _events_for_published_transactions(raw: RawZone, marks: dict) -> str | None:
+    new_events = _above(raw.tables.transaction_events, "event_id", marks["transaction_events"])
+    late = _at_or_below(new_events, "transaction_id", marks["transactions"]).count()
     return f"{late:,} new events belong to published transactions" if late else None
 
 
@@ -235,14 +236,13 @@ def _published_accounts_changed(base: _BaseDimensions, dim_accounts: DataFrame) 
 
 
 def _accounts_arrived_for_published_transactions(
-    raw: RawZone, base_inputs: dict, base: _BaseDimensions, dim_accounts: DataFrame
+    raw: RawZone, marks: dict, base: _BaseDimensions, dim_accounts: DataFrame
 ) -> str | None:
     """A published transaction whose account was unknown, and is known now."""
     arrived = [r[0] for r in dim_accounts.select("account_key").exceptAll(base["dim_accounts"].select("account_key")).collect()]
     if not arrived:
         return None
-    published_transactions = _at_or_below(
-        raw.tables.transactions, "transaction_id", base_inputs["transactions"]["high_water_mark"])
+    published_transactions = _at_or_below(raw.tables.transactions, "transaction_id", marks["transactions"])
     reached = published_transactions.where(F.col("account_id").isin(arrived)).count()
     return f"{reached:,} published transactions belong to accounts that arrived" if reached else None
 
