@@ -21,6 +21,11 @@ DEFAULT_POSTGRES_PORT = 25432
 DEFAULT_MONGO_PORT = 27117
 DEFAULT_MONGO_DATABASE = "financialdb"
 
+# The Iceberg catalog: a database of its own on the local PostgreSQL (scripts/services.sh creates it).
+DEFAULT_CATALOG_DATABASE = "lakehouse_catalog"
+DEFAULT_CATALOG_NAME = "financial_assets"
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
 _MONGO_DATABASE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
 
 
@@ -116,6 +121,34 @@ def _s3_endpoint_url(environ: Mapping[str, str]) -> str | None:
     if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
         raise SettingsError(f"{name} must be an http(s):// URL such as http://127.0.0.1:9000, got {url!r}")
     return url.rstrip("/")
+
+
+def _catalog_url(environ: Mapping[str, str], deployment: str) -> str | None:
+    """FIN_CATALOG_URL: a PostgreSQL URL (Iceberg's SQL catalog) or ``glue`` (the AWS Glue Data
+    Catalog). Default: the catalog database on the local PostgreSQL, or Glue on AWS."""
+    name = "FIN_CATALOG_URL"
+    url = environ.get(name, "").strip()
+    if not url:
+        if deployment == "aws":
+            return None
+        port = _port(environ, "FIN_POSTGRES_PORT", DEFAULT_POSTGRES_PORT)
+        return f"postgresql://financial@127.0.0.1:{port}/{DEFAULT_CATALOG_DATABASE}"
+    if url.lower() == "glue":
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path.strip("/"):
+        raise SettingsError(
+            f"{name} must be 'glue' or postgresql://user[:password]@host[:port]/database, got {redact_url(url)!r}"
+        )
+    return url
+
+
+def _catalog_name(environ: Mapping[str, str]) -> str:
+    name = "FIN_CATALOG_NAME"
+    value = environ.get(name, "").strip() or DEFAULT_CATALOG_NAME
+    if not _IDENTIFIER.match(value):
+        raise SettingsError(f"{name} must be a lower-case identifier (letters, digits, '_'), got {value!r}")
+    return value
 
 
 def _flag(environ: Mapping[str, str], name: str) -> bool:
@@ -229,6 +262,24 @@ class Settings:
     glue_database: str = "financial_data_db"
     athena_workgroup: str = "financial-assets"
     sources_secret_id: str | None = None
+    catalog_url: str | None = None  # None: the AWS Glue Data Catalog
+    catalog_name: str = DEFAULT_CATALOG_NAME
+
+    def catalog(self):
+        """The Iceberg catalog every table of this lakehouse is registered in."""
+        from financial_assets.lakehouse.catalog import LakehouseCatalog
+
+        glue = self.catalog_url is None
+        return LakehouseCatalog(
+            warehouse=warehouse_uri(self.lakehouse_uri),
+            sql_url=self.catalog_url,
+            name=self.catalog_name,
+            # In the Glue Data Catalog, namespaces are account-wide databases: named after ours.
+            raw_namespace=f"{self.glue_database}_raw" if glue else "raw",
+            analytics_namespace=self.glue_database if glue else "analytics",
+            s3_endpoint_url=self.s3_endpoint_url,
+            region=self.aws_region,
+        )
 
     def lakehouse_storage(self):
         """The lakehouse as storage, for commands that run outside Dagster's resources."""
@@ -255,4 +306,11 @@ class Settings:
             local_pii_key_file=str(Path("var/secrets/pii_hmac_key").resolve()),
             **_engine_settings(environ),
             **_alert_settings(environ),
+            catalog_url=_catalog_url(environ, deployment),
+            catalog_name=_catalog_name(environ),
         )
+
+
+def warehouse_uri(lakehouse_uri: str) -> str:
+    """The lakehouse root as Iceberg takes it: ``s3://...`` as is, a local path as ``file://``."""
+    return lakehouse_uri if "://" in lakehouse_uri else f"file://{lakehouse_uri}"

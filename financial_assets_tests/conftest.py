@@ -31,8 +31,13 @@ class SourceDatabases:
     mongo_url: str
     mongo_database: str
 
-    def env(self, lakehouse_uri: str | Path) -> dict[str, str]:
+    def env(self, lakehouse_uri: str | Path, catalog_name: str | None = None) -> dict[str, str]:
+        """The FIN_* variables of a CLI run on these sources; the lakehouse gets a catalog name of
+        its own (derived from its location, so every run on it finds the same tables)."""
+        import hashlib
+
         return {
+            "FIN_CATALOG_NAME": catalog_name or f"test_{hashlib.sha1(str(lakehouse_uri).encode()).hexdigest()[:12]}",
             "FIN_POSTGRES_URL": self.postgres_url,
             "FIN_MONGO_URL": self.mongo_url,
             "FIN_MONGO_DATABASE": self.mongo_database,
@@ -144,16 +149,39 @@ def spark():
     return spark_session("local[2]")
 
 
+@pytest.fixture
+def lakehouse_catalog(server_settings: Settings, tmp_path: Path):
+    """An empty lakehouse of the test's own: a catalog name of its own in the shared catalog
+    database (Iceberg's SQL catalog on the local PostgreSQL) and a warehouse in ``tmp_path``."""
+    from financial_assets.lakehouse.catalog import LakehouseCatalog
+
+    catalog = LakehouseCatalog(
+        warehouse=f"file://{tmp_path / 'lakehouse'}",
+        sql_url=server_settings.catalog_url,
+        name=f"test_{uuid.uuid4().hex[:12]}",
+    )
+    yield catalog
+    forget_catalog(catalog)
+
+
+def forget_catalog(catalog) -> None:
+    """Remove a test catalog's rows from the shared catalog database (its files go with tmp_path)."""
+    with psycopg2.connect(catalog.sql_url) as connection, connection.cursor() as cursor:
+        for table in ("iceberg_tables", "iceberg_namespace_properties"):
+            cursor.execute(f"DELETE FROM {table} WHERE catalog_name = %s", (catalog.name,))
+    connection.close()
+
+
 TEST_PII_KEY = "test-only-pii-key"
 
 
-def pipeline_resources(lakehouse_uri, databases: SourceDatabases | None = None, engine=None) -> dict:
+def pipeline_resources(catalog, databases: SourceDatabases | None = None, engine=None) -> dict:
     """Resources for materializing the pipeline in tests: the suite's Spark unless ``engine`` is
     given, the sources only when ``databases`` is given."""
     from financial_assets.resources import local_pipeline_resources
 
     return local_pipeline_resources(
-        str(lakehouse_uri),
+        catalog,
         TEST_PII_KEY,
         postgres_url=databases.postgres_url if databases else None,
         mongo_url=databases.mongo_url if databases else None,

@@ -254,16 +254,21 @@ init_pg() {
     mv "$tmp" "$PG_DATA"
 }
 
+# The source database, and the Iceberg catalog's own (FIN_CATALOG_URL's default).
+PG_DATABASES=(financial lakehouse_catalog)
+
 ensure_pg_database() {
-    local exists
-    exists="$(PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -t -A -h 127.0.0.1 -p "$PG_PORT" -U financial -d postgres \
-        -c "SELECT 1 FROM pg_database WHERE datname = 'financial'" 2>&1)" \
-        || die "postgres: cannot query the server on 127.0.0.1:$PG_PORT: $exists"
-    if [[ "$exists" != 1 ]]; then
-        PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U financial -d postgres \
-            -v ON_ERROR_STOP=1 -c 'CREATE DATABASE financial OWNER financial' >/dev/null \
-            || die "postgres: could not create the database 'financial'"
-    fi
+    local database exists
+    for database in "${PG_DATABASES[@]}"; do
+        exists="$(PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -t -A -h 127.0.0.1 -p "$PG_PORT" -U financial -d postgres \
+            -c "SELECT 1 FROM pg_database WHERE datname = '$database'" 2>&1)" \
+            || die "postgres: cannot query the server on 127.0.0.1:$PG_PORT: $exists"
+        if [[ "$exists" != 1 ]]; then
+            PGCONNECT_TIMEOUT=10 "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U financial -d postgres \
+                -v ON_ERROR_STOP=1 -c "CREATE DATABASE $database OWNER financial" >/dev/null \
+                || die "postgres: could not create the database '$database'"
+        fi
+    done
 }
 
 start_postgres() {

@@ -10,6 +10,7 @@ from dagster_aws.athena import AthenaClientResource
 
 from financial_assets.alerts import alerts_resource
 
+from financial_assets.lakehouse.catalog import LakehouseCatalog
 from financial_assets.resources.catalog import ReaderCatalogResource
 from financial_assets.resources.document_store import DocumentStoreResource
 from financial_assets.resources.lakehouse import LakehouseResource
@@ -39,10 +40,7 @@ def deployment_resources(settings: Settings) -> dict:
             secret_id=settings.sources_secret_id if aws else None,
             database=settings.mongo_database,
         ),
-        "lakehouse": LakehouseResource(
-            uri=settings.lakehouse_uri,
-            s3_endpoint_url=settings.s3_endpoint_url,
-        ),
+        "lakehouse": LakehouseResource.for_catalog(settings.catalog()),
         "pii": PiiPolicyResource(
             hmac_key=_from_env("FIN_PII_HMAC_KEY", None),
             local_key_file=None if aws else settings.local_pii_key_file,
@@ -62,7 +60,7 @@ def deployment_resources(settings: Settings) -> dict:
 
 
 def local_pipeline_resources(
-    lakehouse_uri: str,
+    catalog: LakehouseCatalog,
     pii_hmac_key: str,
     *,
     postgres_url: str | None = None,
@@ -72,13 +70,13 @@ def local_pipeline_resources(
     star_schema_engine=None,
 ) -> dict:
     """Resources for running the pipeline in this process against given sources, without
-    reading FIN_* settings: what the tests and the benchmarks use. The sources are included
+    reading FIN_* settings: what the tests and the benchmarks use. ``catalog`` holds every table. The sources are included
     only when their URLs are given (the analytics assets do not need them)."""
     from financial_assets.analytics.engines import LocalSparkEngine
 
     resources = {
-        "lakehouse": LakehouseResource(uri=str(lakehouse_uri)),
-        "reader_catalog": ReaderCatalogResource(duckdb_path=f"{lakehouse_uri}/analytics.duckdb"),
+        "lakehouse": LakehouseResource.for_catalog(catalog),
+        "reader_catalog": ReaderCatalogResource(duckdb_path=f"{catalog.warehouse.removeprefix('file://')}/analytics.duckdb"),
         "pii": PiiPolicyResource(hmac_key=pii_hmac_key),
         "star_schema_engine": star_schema_engine or LocalSparkEngine(spark=SparkResource(master=spark_master)),
     }

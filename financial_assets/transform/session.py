@@ -1,10 +1,34 @@
-"""The process's one Spark session, created on first use. No Dagster import."""
+"""The process's one Spark session, created on first use, and the settings every engine shares.
+
+No Dagster import. Production is AWS Glue 6.0 (Spark 4.1.1, Iceberg 1.11.0); `pyspark` is pinned to
+the same release, and :data:`ENGINE_SETTINGS` are set explicitly on both engines, so that a default
+that differs between Spark releases or between Glue and a laptop can never change a result.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from pyspark.sql import SparkSession
+
+from financial_assets.lakehouse.catalog import (
+    ICEBERG_AWS_BUNDLE,
+    ICEBERG_EXTENSIONS,
+    ICEBERG_SPARK_RUNTIME,
+    POSTGRES_JDBC,
+    LakehouseCatalog,
+)
+
+# What the transform's results depend on, identical locally and in Glue (`configure_session`):
+# ANSI SQL (a bad cast, an overflow or a division by zero fails the build instead of writing
+# NULL; Spark 4 and Glue 6.0 default to it, Spark 3.5 did not), UTC days, microsecond timestamps.
+ENGINE_SETTINGS = {
+    "spark.sql.ansi.enabled": "true",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    "spark.sql.storeAssignmentPolicy": "ANSI",
+}
 
 # Sized for a small machine: a handful of shuffle partitions instead of 200, no UI.
 LOCAL_DEFAULTS = {
@@ -12,9 +36,38 @@ LOCAL_DEFAULTS = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.driver.memory": "4g",
-    "spark.sql.session.timeZone": "UTC",
-    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
 }
+
+# JVM artifacts from Maven Central, resolved by Spark's Ivy into a folder this project owns
+# (never ~/.m2, whose partial entries break resolution): the first session downloads, later reuse.
+JVM_PACKAGES = (ICEBERG_SPARK_RUNTIME, ICEBERG_AWS_BUNDLE, POSTGRES_JDBC)
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def ivy_cache_dir() -> str:
+    """``$FIN_CACHE_DIR/ivy`` (default ``.cache/ivy`` in the repository)."""
+    cache = os.environ.get("FIN_CACHE_DIR", "").strip() or str(_REPO_ROOT / ".cache")
+    return str(Path(cache).expanduser().resolve() / "ivy")
+
+
+def session_config(remote: bool = False) -> dict[str, str]:
+    """What a session needs from its start: the Iceberg runtime (a local JVM only: a cluster or
+    a Connect server is given it by its operator, Glue by ``--datalake-formats iceberg``)."""
+    if remote:
+        return dict(ENGINE_SETTINGS)
+    return {
+        **ENGINE_SETTINGS,
+        **LOCAL_DEFAULTS,
+        "spark.jars.packages": ",".join(JVM_PACKAGES),
+        "spark.jars.ivy": ivy_cache_dir(),
+        "spark.sql.extensions": ICEBERG_EXTENSIONS,
+    }
+
+
+def configure_session(spark: SparkSession, catalog: LakehouseCatalog) -> None:
+    """Settings the transform depends on, and the lakehouse's catalog, on any engine's session."""
+    for key, value in {**ENGINE_SETTINGS, **catalog.spark_conf()}.items():
+        spark.conf.set(key, value)
 
 
 def spark_session(master: str = "local[*]", remote: str | None = None,
@@ -33,7 +86,7 @@ def spark_session(master: str = "local[*]", remote: str | None = None,
         # Bind the driver to loopback: a laptop or CI box has no business listening elsewhere.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = builder.master(master)
-    for key, value in {**(LOCAL_DEFAULTS if not remote else {}), **(config or {})}.items():
+    for key, value in {**session_config(remote=bool(remote)), **(config or {})}.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     if not remote:

@@ -1,0 +1,157 @@
+"""The one Iceberg catalog every table lives in, as PyIceberg and Spark both open it.
+
+No Dagster and no Spark import: the raw zone (PyIceberg, no JVM), the star-schema build (Spark,
+locally or in AWS Glue), the readers (DuckDB through PyIceberg's file planning) and the
+maintenance job all start from a :class:`LakehouseCatalog`.
+
+Two kinds, picked by one setting (``FIN_CATALOG_URL``, see `financial_assets.settings`):
+
+- ``sql``: Iceberg's SQL/JDBC catalog in a PostgreSQL database (locally the server that
+  `scripts/services.sh` runs). PyIceberg's ``SqlCatalog`` and Spark's ``JdbcCatalog`` share the
+  same catalog tables, so a table one writes the other reads, with no migration.
+- ``glue``: the AWS Glue Data Catalog, where Athena finds the same tables.
+
+The catalog's ``name`` is also Spark's catalog name and, for the SQL kind, the ``catalog_name``
+its rows carry, so several lakehouses can share one catalog database without seeing each other.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+# Maven coordinates of what Spark needs for this catalog: AWS Glue 6.0 runs Spark 4.1 (Scala
+# 2.13) with Iceberg 1.11.0. Glue brings its own copies; locally Ivy fetches these once.
+ICEBERG_VERSION = "1.11.0"
+ICEBERG_SPARK_RUNTIME = f"org.apache.iceberg:iceberg-spark-runtime-4.1_2.13:{ICEBERG_VERSION}"
+ICEBERG_AWS_BUNDLE = f"org.apache.iceberg:iceberg-aws-bundle:{ICEBERG_VERSION}"
+POSTGRES_JDBC = "org.postgresql:postgresql:42.7.8"
+ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
+
+# Athena reads format version 2 only: every table is created with it, and never upgraded.
+TABLE_PROPERTIES = {"format-version": "2"}
+
+
+class CatalogUnavailableError(RuntimeError):
+    """The catalog cannot be reached or opened; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class LakehouseCatalog:
+    """Where the lakehouse's tables are registered (the catalog) and stored (the warehouse)."""
+
+    warehouse: str  # file:///absolute/path or s3://bucket/prefix
+    sql_url: str | None = None  # postgresql://user[:password]@host[:port]/database; None: AWS Glue
+    name: str = "financial_assets"
+    raw_namespace: str = "raw"
+    analytics_namespace: str = "analytics"
+    s3_endpoint_url: str | None = None  # MinIO, moto: an S3 other than AWS's
+    region: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "sql" if self.sql_url else "glue"
+
+    def __repr__(self) -> str:  # never the catalog database's password
+        where = _redacted(self.sql_url) if self.sql_url else "AWS Glue Data Catalog"
+        return f"LakehouseCatalog({self.name!r}, {where}, warehouse={self.warehouse!r})"
+
+    # -- identifiers ---------------------------------------------------------------------------
+
+    def raw_table(self, name: str) -> str:
+        """``raw.transactions``: a raw-zone table's identifier in this catalog."""
+        return f"{self.raw_namespace}.{name}"
+
+    def analytics_table(self, name: str) -> str:
+        """``analytics.fact_transactions``: an analytics-zone table's identifier."""
+        return f"{self.analytics_namespace}.{name}"
+
+    def spark_table(self, identifier: str, branch: str | None = None) -> str:
+        """The name Spark SQL and DataFrame readers/writers take, on a branch when given."""
+        name = f"{self.name}.{identifier}"
+        return f"{name}.branch_{branch}" if branch else name
+
+    # -- PyIceberg -----------------------------------------------------------------------------
+
+    def properties(self) -> dict[str, str]:
+        """The PyIceberg catalog properties."""
+        properties = {"warehouse": self.warehouse}
+        if self.sql_url:
+            properties.update(type="sql", uri=_sqlalchemy_url(self.sql_url))
+        else:
+            properties.update(type="glue")
+            if self.region:
+                properties["glue.region"] = self.region
+            if self.s3_endpoint_url:  # a stand-in AWS (moto) serves Glue where it serves S3
+                properties["glue.endpoint"] = self.s3_endpoint_url
+        if self.region:
+            properties["s3.region"] = self.region
+        if self.s3_endpoint_url:
+            properties.update({"s3.endpoint": self.s3_endpoint_url, "s3.force-virtual-addressing": "false"})
+        return properties
+
+    def load(self):
+        """The PyIceberg catalog (one per process and setting: it holds a connection pool)."""
+        return _load_catalog(self)
+
+    # -- Spark ---------------------------------------------------------------------------------
+
+    def spark_conf(self) -> dict[str, str]:
+        """Settings that register this catalog in a Spark session under ``name``.
+
+        They may be set at any time (``spark.conf.set``): Spark instantiates a catalog on its
+        first use. The Iceberg runtime and SQL extensions must be on the session from its start.
+        """
+        prefix = f"spark.sql.catalog.{self.name}"
+        conf = {prefix: "org.apache.iceberg.spark.SparkCatalog", f"{prefix}.warehouse": self.warehouse}
+        if self.sql_url:
+            parts = urlsplit(self.sql_url)
+            conf.update({
+                f"{prefix}.catalog-impl": "org.apache.iceberg.jdbc.JdbcCatalog",
+                f"{prefix}.uri": f"jdbc:postgresql://{parts.hostname}:{parts.port or 5432}{parts.path}",
+                f"{prefix}.jdbc.user": unquote(parts.username or ""),
+            })
+            if parts.password:
+                conf[f"{prefix}.jdbc.password"] = unquote(parts.password)
+        else:
+            conf[f"{prefix}.catalog-impl"] = "org.apache.iceberg.aws.glue.GlueCatalog"
+            if self.s3_endpoint_url:
+                conf[f"{prefix}.glue.endpoint"] = self.s3_endpoint_url
+        if self.warehouse.startswith("s3://"):
+            conf[f"{prefix}.io-impl"] = "org.apache.iceberg.aws.s3.S3FileIO"
+            if self.s3_endpoint_url:
+                conf.update({f"{prefix}.s3.endpoint": self.s3_endpoint_url, f"{prefix}.s3.path-style-access": "true"})
+            if self.region:
+                conf[f"{prefix}.client.region"] = self.region
+        return conf
+
+
+def _sqlalchemy_url(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    return f"postgresql+psycopg2://{rest}" if scheme in ("postgresql", "postgres") else url
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+@functools.cache
+def _load_catalog(catalog: LakehouseCatalog):
+    from pyiceberg.catalog import load_catalog
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        loaded = load_catalog(catalog.name, **catalog.properties())
+    except OperationalError as error:
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        raise CatalogUnavailableError(
+            f"the Iceberg catalog database {_redacted(catalog.sql_url)} cannot be opened: {reason} "
+            "(scripts/services.sh creates the local one; create yours, or set FIN_CATALOG_URL)"
+        ) from error
+    for namespace in (catalog.raw_namespace, catalog.analytics_namespace):
+        loaded.create_namespace_if_not_exists(namespace)
+    return loaded
