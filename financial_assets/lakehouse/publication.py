@@ -1,127 +1,231 @@
-"""Which star-schema version readers see: one pointer object, replaced in a single write.
+"""Write-Audit-Publish on Iceberg: which build of the star schema readers see.
 
-Write-Audit-Publish: a build writes `analytics/versions/<version>/` (write), checks it and
-records the outcome in its `_build.json` (audit), and only then may this module point
-`analytics/_published.json` at it (publish). Readers (DuckDB views, the AWS Glue Data Catalog)
-follow the pointer, so they see the old version or the new one whole, never a mix; a failed
-or killed build never moves the pointer. The last few versions are kept for rollback.
-No Dagster import.
+- **Write.** A build writes the four star-schema tables on an audit branch of each table,
+  ``audit_<version>``; ``main`` does not move, so no reader sees it.
+- **Audit.** The same build checks exactly what the branches hold and appends one row to the
+  ``star_schema_builds`` table: the branches' snapshot ids, row counts, every check's outcome,
+  and the record an incremental build on top of it starts from.
+- **Publish.** :func:`publish` appends one row to ``star_schema_publications`` naming the four
+  snapshot ids (one Iceberg commit: the publication is atomic), tags each snapshot
+  ``published_<version>`` (so snapshot expiry keeps it while it is in the rollback window),
+  moves each table's ``main`` to it and drops the audit branch. Readers that follow the
+  publications table (DuckDB locally, `financial-assets query`) switch the four tables together;
+  engines that read ``main`` (Athena, Spark) see each table switch within a second of the others.
+- **Rollback** re-publishes an earlier publication's snapshots, as a new publication row.
+
+A killed build leaves its audit branch behind and ``main`` untouched; maintenance removes stale
+branches. No Dagster and no Spark import: the publish step needs no JVM.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from financial_assets.lakehouse.storage import LakehouseStorage
+import pyarrow as pa
 
-POINTER = "analytics/_published.json"
-VERSIONS = "analytics/versions"
+from financial_assets.lakehouse.catalog import TABLE_PROPERTIES, LakehouseCatalog
+
+STAR_TABLES = ("dim_customers", "dim_accounts", "dim_dates", "fact_transactions")
+BUILDS = "star_schema_builds"
+PUBLICATIONS = "star_schema_publications"
 DEFAULT_KEEP = 5
+PUBLISH, ROLLBACK = "publish", "rollback"
 
 
 class PublicationError(RuntimeError):
-    """A version cannot be published: it is unknown, incomplete or failed a blocking check."""
+    """A build cannot be published: it is unknown, incomplete or failed a blocking check."""
+
+
+def audit_branch(version: str) -> str:
+    """The branch a build writes: a valid Spark identifier part (``table.branch_<name>``)."""
+    return f"audit_{version}"
+
+
+def publication_tag(version: str) -> str:
+    return f"published_{version}"
+
+
+# What Spark's build appends to `star_schema_builds` (it creates the table with this schema).
+BUILDS_SCHEMA = pa.schema([
+    pa.field("version", pa.string(), nullable=False),
+    pa.field("built_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("mode", pa.string()),
+    pa.field("mode_reason", pa.string()),
+    pa.field("branch", pa.string()),
+    pa.field("snapshots", pa.map_(pa.string(), pa.int64())),
+    pa.field("row_counts", pa.map_(pa.string(), pa.int64())),
+    pa.field("checks", pa.string()),  # JSON: [{"asset", "name", "passed", "severity"}]
+    pa.field("record", pa.string()),  # JSON: what an incremental build on top of this one needs
+])
+BUILDS_DDL = (
+    "version string NOT NULL, built_at timestamp NOT NULL, mode string, mode_reason string, branch string, "
+    "snapshots map<string, bigint>, row_counts map<string, bigint>, checks string, record string"
+)
+
+PUBLICATIONS_SCHEMA = pa.schema([
+    pa.field("version", pa.string(), nullable=False),
+    pa.field("published_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("kind", pa.string(), nullable=False),
+    pa.field("run_id", pa.string()),
+    pa.field("snapshots", pa.map_(pa.string(), pa.int64())),
+])
 
 
 @dataclass(frozen=True)
-class Publication:
+class Build:
     version: str
-    published_at: str
-    run_id: str | None
-    tables: dict[str, str]
-    # Versions published before this one, newest first: the rollback targets.
-    history: list[str] = field(default_factory=list)
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), indent=1).encode()
-
-
-@dataclass(frozen=True)
-class BuiltVersion:
-    version: str
+    built_at: datetime
+    mode: str
+    mode_reason: str
+    branch: str
+    snapshots: dict[str, int]
     row_counts: dict[str, int]
-    failed_blocking_checks: list[str]
-    failed_warnings: list[str]
+    checks: list[dict]
+    record: dict = field(default_factory=dict)
+
+    @property
+    def failed_blocking_checks(self) -> list[str]:
+        return [f"{c['asset']}.{c['name']}" for c in self.checks if not c["passed"] and c["severity"] == "ERROR"]
+
+    @property
+    def failed_warnings(self) -> list[str]:
+        return [f"{c['asset']}.{c['name']}" for c in self.checks if not c["passed"] and c["severity"] != "ERROR"]
 
     @property
     def publishable(self) -> bool:
         return not self.failed_blocking_checks
 
 
-def built_version(storage: LakehouseStorage, version: str) -> BuiltVersion | None:
-    data = storage.read_bytes(f"{VERSIONS}/{version}/_build.json")
-    if data is None:
-        return None
-    build = json.loads(data)
-    checks = build.get("checks", [])
-    return BuiltVersion(
-        version=version,
-        row_counts=build["row_counts"],
-        failed_blocking_checks=[f"{c['asset']}.{c['name']}" for c in checks if not c["passed"] and c["severity"] == "ERROR"],
-        failed_warnings=[f"{c['asset']}.{c['name']}" for c in checks if not c["passed"] and c["severity"] != "ERROR"],
+@dataclass(frozen=True)
+class Publication:
+    version: str  # the build whose tables readers see
+    published_at: datetime
+    kind: str  # publish or rollback
+    run_id: str | None
+    snapshots: dict[str, int]  # table -> snapshot id
+
+
+def _rows(catalog: LakehouseCatalog, name: str) -> list[dict]:
+    iceberg = catalog.load()
+    identifier = catalog.analytics_table(name)
+    if not iceberg.table_exists(identifier):
+        return []
+    return iceberg.load_table(identifier).scan().to_arrow().to_pylist()
+
+
+def _map(value) -> dict:
+    return dict(value) if value else {}
+
+
+def builds(catalog: LakehouseCatalog) -> list[Build]:
+    """Every audited build, oldest first."""
+    return sorted(
+        (
+            Build(
+                version=row["version"], built_at=row["built_at"], mode=row["mode"], mode_reason=row["mode_reason"],
+                branch=row["branch"], snapshots=_map(row["snapshots"]), row_counts=_map(row["row_counts"]),
+                checks=json.loads(row["checks"] or "[]"), record=json.loads(row["record"] or "{}"),
+            )
+            for row in _rows(catalog, BUILDS)
+        ),
+        key=lambda build: build.built_at,
     )
 
 
-def built_versions(storage: LakehouseStorage) -> list[BuiltVersion]:
-    """Versions whose build finished (it writes `_build.json` last), oldest first."""
-    names = sorted({p.split("/")[2] for p in storage.list_files(VERSIONS) if p.endswith("/_build.json")})
-    return [built_version(storage, name) for name in names]
+def find_build(catalog: LakehouseCatalog, version: str) -> Build | None:
+    return next((b for b in builds(catalog) if b.version == version), None)
 
 
-def published(storage: LakehouseStorage) -> Publication | None:
-    data = storage.read_bytes(POINTER)
-    return Publication(**json.loads(data)) if data is not None else None
+def publications(catalog: LakehouseCatalog) -> list[Publication]:
+    """Every publication and rollback, oldest first."""
+    return sorted(
+        (
+            Publication(row["version"], row["published_at"], row["kind"], row["run_id"], _map(row["snapshots"]))
+            for row in _rows(catalog, PUBLICATIONS)
+        ),
+        key=lambda publication: publication.published_at,
+    )
 
 
-def _point_at(storage: LakehouseStorage, version: str, run_id: str | None, history: list[str]) -> Publication:
-    build = built_version(storage, version)
+def latest_publication(catalog: LakehouseCatalog) -> Publication | None:
+    """What readers see now."""
+    history = publications(catalog)
+    return history[-1] if history else None
+
+
+def publication_as_of(catalog: LakehouseCatalog, when: datetime) -> Publication | None:
+    """What readers saw at ``when``: the newest publication at or before it."""
+    earlier = [p for p in publications(catalog) if p.published_at <= when]
+    return earlier[-1] if earlier else None
+
+
+def kept_versions(catalog: LakehouseCatalog, keep: int = DEFAULT_KEEP) -> list[str]:
+    """The ``keep`` most recently published versions, newest first: the rollback window."""
+    seen: list[str] = []
+    for publication in reversed(publications(catalog)):
+        if publication.version not in seen:
+            seen.append(publication.version)
+    return seen[:keep]
+
+
+def _record(catalog: LakehouseCatalog, publication: Publication) -> None:
+    iceberg = catalog.load()
+    identifier = catalog.analytics_table(PUBLICATIONS)
+    table = iceberg.create_table_if_not_exists(identifier, schema=PUBLICATIONS_SCHEMA, properties=TABLE_PROPERTIES)
+    row = {
+        "version": publication.version,
+        "published_at": publication.published_at,
+        "kind": publication.kind,
+        "run_id": publication.run_id,
+        "snapshots": list(publication.snapshots.items()),
+    }
+    table.append(pa.Table.from_pylist([row], schema=PUBLICATIONS_SCHEMA))
+
+
+def _move_main(catalog: LakehouseCatalog, publication: Publication, drop_branch: str | None = None) -> None:
+    iceberg = catalog.load()
+    tag = publication_tag(publication.version)
+    for table_name, snapshot_id in sorted(publication.snapshots.items()):
+        table = iceberg.load_table(catalog.analytics_table(table_name))
+        refs = table.refs()
+        with table.manage_snapshots() as manage:
+            manage.set_current_snapshot(snapshot_id=snapshot_id)
+            if tag not in refs:
+                manage.create_tag(snapshot_id=snapshot_id, tag_name=tag)
+            if drop_branch and drop_branch in refs:
+                manage.remove_branch(drop_branch)
+
+
+def publish(catalog: LakehouseCatalog, version: str, run_id: str | None = None) -> Publication:
+    """Make the audited build ``version`` what readers see.
+
+    The publication row is the commit point: a crash after it leaves some ``main`` refs behind,
+    which the next publish or rollback moves (`financial-assets rollback` repairs them too).
+    """
+    build = find_build(catalog, version)
     if build is None:
-        raise PublicationError(f"version {version} was never completely built in {storage.uri}")
+        raise PublicationError(f"version {version} was never completely built and audited in {catalog!r}")
     if not build.publishable:
-        raise PublicationError(
-            f"version {version} failed blocking checks: {', '.join(build.failed_blocking_checks)}"
-        )
-    publication = Publication(
-        version=version,
-        published_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        run_id=run_id,
-        tables={table: storage.uri_of(f"{VERSIONS}/{version}/{table}") for table in build.row_counts},
-        history=history,
-    )
-    storage.write_bytes(POINTER, publication.to_json())
+        raise PublicationError(f"version {version} failed blocking checks: {', '.join(build.failed_blocking_checks)}")
+    publication = Publication(version, datetime.now(timezone.utc), PUBLISH, run_id, dict(build.snapshots))
+    _record(catalog, publication)
+    _move_main(catalog, publication, drop_branch=build.branch)
     return publication
 
 
-def publish(storage: LakehouseStorage, version: str, run_id: str | None = None, keep: int = DEFAULT_KEEP) -> Publication:
-    """Point readers at ``version``, then delete versions beyond the ``keep`` newest published."""
-    current = published(storage)
-    history = ([current.version, *current.history] if current else [])[: keep - 1]
-    publication = _point_at(storage, version, run_id, [v for v in history if v != version])
-    _prune(storage, keep={version, *publication.history}, older_than=version)
-    return publication
-
-
-def rollback(storage: LakehouseStorage, version: str) -> Publication:
-    """Point readers back at a kept, previously published ``version``."""
-    current = published(storage)
+def rollback(catalog: LakehouseCatalog, version: str, run_id: str | None = None, keep: int = DEFAULT_KEEP) -> Publication:
+    """Readers back on ``version``, an earlier publication still in the rollback window."""
+    current = latest_publication(catalog)
     if current is None:
         raise PublicationError("nothing has been published yet")
-    if version not in current.history:
-        kept = ", ".join(current.history) or "none"
+    window = kept_versions(catalog, keep)
+    if version not in window[1:] and version != current.version:
+        kept = ", ".join(window[1:]) or "none"
         raise PublicationError(f"{version} is not a kept earlier publication (kept: {kept})")
-    history = [current.version, *[v for v in current.history if v != version]]
-    return _point_at(storage, version, current.run_id, history)
-
-
-def _prune(storage: LakehouseStorage, keep: set[str], older_than: str) -> None:
-    """Remove finished builds older than ``older_than`` that are not kept.
-
-    Newer builds (a run that has yet to publish) and unfinished ones (no `_build.json`: maybe
-    still running) are left alone. Version names sort by build time.
-    """
-    for build in built_versions(storage):
-        if build.version < older_than and build.version not in keep:
-            for path in storage.list_files(f"{VERSIONS}/{build.version}"):
-                storage.delete(path)
+    earlier = next(p for p in reversed(publications(catalog)) if p.version == version)
+    publication = Publication(version, datetime.now(timezone.utc), ROLLBACK, run_id, dict(earlier.snapshots))
+    _record(catalog, publication)
+    _move_main(catalog, publication)
+    return publication
