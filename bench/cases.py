@@ -54,21 +54,40 @@ class Case:
 SELECT_TRANSACTIONS = "SELECT * FROM transactions"
 
 
+def bench_catalog(output_dir: str):
+    """A lakehouse of the run's own: its warehouse in ``output_dir``, a catalog name of its own
+    in the local catalog database."""
+    import uuid
+
+    from financial_assets.lakehouse.catalog import LakehouseCatalog
+    from financial_assets.settings import Settings
+
+    return LakehouseCatalog(f"file://{output_dir}", Settings.from_env().catalog_url, name=f"bench_{uuid.uuid4().hex[:12]}")
+
+
+def committed_files(catalog, *names: str) -> list[str]:
+    """The data files the raw tables ``names`` hold now, as local paths."""
+    from financial_assets.lakehouse.raw_tables import open_raw_table
+
+    return [
+        task.file.file_path.removeprefix("file://").removeprefix("file:")
+        for name in names if (table := open_raw_table(catalog, name)) is not None
+        for task in table.scan().plan_files()
+    ]
+
+
 def _pg_extract_ours(ctx: dict) -> Callable[[], RunResult]:
     from financial_assets.extract.contracts import TRANSACTIONS
     from financial_assets.extract.loads import load_postgres_table
-    from financial_assets.lakehouse.storage import LakehouseStorage
-    from financial_assets.lakehouse.tables import ManifestTable
     from financial_assets.sources import connect_postgres
 
     def run() -> RunResult:
-        table = ManifestTable(LakehouseStorage(ctx["output_dir"]), "raw/transactions")
+        catalog = bench_catalog(ctx["output_dir"])
         with connect_postgres(ctx["postgres_url"]) as connection:
-            report = load_postgres_table(connection, TRANSACTIONS, table, full_refresh=True)
-        manifest = report.manifest
-        if manifest is None or manifest.row_count != report.rows_loaded:
-            raise RuntimeError("the committed manifest does not list the rows the load reported")
-        return report.rows_loaded, table.file_uris()
+            report = load_postgres_table(connection, TRANSACTIONS, catalog, full_refresh=True)
+        if report.raw_rows != report.rows_loaded:
+            raise RuntimeError("the committed snapshot does not hold the rows the load reported")
+        return report.rows_loaded, committed_files(catalog, "transactions")
 
     return run
 
@@ -129,18 +148,15 @@ def _pg_connectorx(ctx: dict) -> Callable[[], RunResult]:
 
 def _doc_extract_ours(ctx: dict) -> Callable[[], RunResult]:
     from financial_assets.extract.loads import load_documents
-    from financial_assets.lakehouse.storage import LakehouseStorage
-    from financial_assets.lakehouse.tables import ManifestTable
     from financial_assets.sources import connect_document_store
 
     def run() -> RunResult:
-        storage = LakehouseStorage(ctx["output_dir"])
-        events = ManifestTable(storage, "raw/transaction_events")
-        quarantine = ManifestTable(storage, "raw/transaction_events_quarantine")
+        catalog = bench_catalog(ctx["output_dir"])
         with connect_document_store(ctx["mongo_url"], ctx["mongo_database"]) as database:
-            report = load_documents(database[DOC], events, quarantine, full_refresh=True)
+            report = load_documents(database[DOC], catalog, full_refresh=True)
         # Quarantined documents were read too; the bench seeds clean data, so there are none.
-        return report.rows_loaded + report.quarantined, events.file_uris() + quarantine.file_uris()
+        return (report.rows_loaded + report.quarantined,
+                committed_files(catalog, "transaction_events", "transaction_events_quarantine"))
 
     return run
 
@@ -236,7 +252,7 @@ CASES: dict[str, Case] = {
             "pg_extract_ours",
             PG,
             "pg_psql_copy_limit",
-            "load_postgres_table(TRANSACTIONS, full_refresh=True) into a ManifestTable",
+            "load_postgres_table(TRANSACTIONS, full_refresh=True) into an Iceberg table",
             prepare=_pg_extract_ours,
         ),
         Case(
@@ -266,7 +282,7 @@ CASES: dict[str, Case] = {
             "doc_extract_ours",
             DOC,
             "doc_pymongoarrow",
-            "load_documents(full_refresh=True) into ManifestTables (events + quarantine)",
+            "load_documents(full_refresh=True) into Iceberg tables (events + quarantine)",
             prepare=_doc_extract_ours,
         ),
         Case(

@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.run import ensure_postgres_database, start_services, with_database
     from financial_assets.analytics import ANALYTICS_ASSETS
-    from financial_assets.lakehouse.storage import LakehouseStorage
-    from financial_assets.lakehouse.tables import ManifestTable
+    from bench.cases import bench_catalog
+    from financial_assets.lakehouse.raw_tables import high_water_mark, open_raw_table
     from financial_assets.raw import RAW_ASSETS
     from financial_assets.resources import local_pipeline_resources
     from financial_assets.sample_data.config import SeedConfig
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
     modes: list[str] = []
 
-    def run(lakehouse: str, label: str) -> dict[str, float]:
+    def run(lakehouse, label: str) -> dict[str, float]:
         resources = local_pipeline_resources(
             lakehouse, "bench-only-pii-key",
             postgres_url=postgres_url, mongo_url=settings.mongo_url, mongo_database=DATABASE,
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         # Full runs: each on a fresh lakehouse, the same sources. The first warms Spark up.
         full_runs, lakehouse = [], None
         for attempt in range(args.repeat + 1):
-            lakehouse = os.path.join(scratch, f"lakehouse-{attempt}")
+            lakehouse = bench_catalog(os.path.join(scratch, f"lakehouse-{attempt}"))
             stages = run(lakehouse, "full run (warm-up)" if attempt == 0 else f"full run {attempt}/{args.repeat}")
             if attempt:
                 full_runs.append(stages)
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             if attempt:
                 incremental_runs.append(stages)
                 new_transactions.append(added)
-        newest = ManifestTable(LakehouseStorage(lakehouse), "raw/transaction_events").manifest().high_water_mark
+        newest = high_water_mark(open_raw_table(lakehouse, "transaction_events"))
     incremental_modes = modes[-args.repeat:]
     scan = store_scan_seconds(settings.mongo_url, DATABASE, newest)
 

@@ -5,6 +5,7 @@ from dagster import Definitions, in_process_executor
 from financial_assets.alerts import quality_alerts_sensor
 from financial_assets.analytics import ANALYTICS_ASSETS
 from financial_assets.automation import JOBS, SCHEDULES
+from financial_assets.maintenance.assets import MAINTENANCE_ASSETS
 from financial_assets.raw import RAW_ASSETS
 from financial_assets.resources import deployment_resources
 from financial_assets.settings import Settings
@@ -12,7 +13,7 @@ from financial_assets.settings import Settings
 settings = Settings.from_env()
 
 defs = Definitions(
-    assets=[*RAW_ASSETS, *ANALYTICS_ASSETS],
+    assets=[*RAW_ASSETS, *ANALYTICS_ASSETS, *MAINTENANCE_ASSETS],
     jobs=JOBS,
     schedules=SCHEDULES,
     sensors=[quality_alerts_sensor],

@@ -281,12 +281,6 @@ class Settings:
             region=self.aws_region,
         )
 
-    def lakehouse_storage(self):
-        """The lakehouse as storage, for commands that run outside Dagster's resources."""
-        from financial_assets.lakehouse.storage import LakehouseStorage
-
-        return LakehouseStorage(self.lakehouse_uri, s3_endpoint_url=self.s3_endpoint_url)
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         environ = os.environ if environ is None else environ

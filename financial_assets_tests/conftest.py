@@ -165,7 +165,9 @@ def lakehouse_catalog(server_settings: Settings, tmp_path: Path):
 
 
 def forget_catalog(catalog) -> None:
-    """Remove a test catalog's rows from the shared catalog database (its files go with tmp_path)."""
+    """Close a test catalog and remove its rows from the shared catalog database (its files go
+    with tmp_path)."""
+    catalog.close()
     with psycopg2.connect(catalog.sql_url) as connection, connection.cursor() as cursor:
         for table in ("iceberg_tables", "iceberg_namespace_properties"):
             cursor.execute(f"DELETE FROM {table} WHERE catalog_name = %s", (catalog.name,))

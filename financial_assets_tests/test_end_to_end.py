@@ -1,7 +1,7 @@
 """Seeded sources with every fault, through the raw zone, to a star-schema version and the analyst's query.
 
 The faults make blocking checks fail, so the version is built and audited but never published:
-these tests read the built version directly.
+these tests read the build's audit branches directly.
 """
 
 import hashlib
@@ -12,16 +12,16 @@ import sys
 from decimal import Decimal
 
 import psycopg2
-import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, materialize
 
 from financial_assets.analytics import ANALYTICS_ASSETS
-from financial_assets.lakehouse.storage import LakehouseStorage
-from financial_assets.query.duckdb_views import ANALYST_QUERY, connect
+from financial_assets.lakehouse.publication import find_build, latest_publication
+from financial_assets.query.duckdb_views import ANALYST_QUERY
+from financial_assets.query.duckdb_views import connect as connect_snapshots
 from financial_assets.raw import RAW_ASSETS
 from financial_assets_tests.conftest import TEST_PII_KEY as PII_KEY
-from financial_assets_tests.conftest import pipeline_resources
+from financial_assets_tests.conftest import forget_catalog, pipeline_resources
 
 # From the source, the analyst's totals: every transaction, its customer if there is one.
 SOURCE_TOTALS = """
@@ -40,17 +40,21 @@ def token(email: str | None) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, seeded_sources, spark):
+def pipeline(tmp_path_factory, seeded_sources, server_settings, spark):
     """The seeded sources with faults, run once through every asset, shared by this module's tests."""
+    from financial_assets.lakehouse.catalog import LakehouseCatalog
+
     databases, report = seeded_sources
     lakehouse = tmp_path_factory.mktemp("lakehouse")
+    catalog = LakehouseCatalog(f"file://{lakehouse}", server_settings.catalog_url, name=f"e2e_{lakehouse.name}")
     result = materialize(
         [*RAW_ASSETS, *ANALYTICS_ASSETS],
-        resources=pipeline_resources(lakehouse, databases),
+        resources=pipeline_resources(catalog, databases),
         raise_on_error=False,
         instance=DagsterInstance.ephemeral(),
     )
-    return databases, report, result, LakehouseStorage(str(lakehouse))
+    yield databases, report, result, catalog
+    forget_catalog(catalog)
 
 
 def built_version(result) -> str:
@@ -58,8 +62,13 @@ def built_version(result) -> str:
     return fact.materialization.metadata["version"].value
 
 
+def connect(catalog, version: str):
+    """DuckDB views over the build ``version``'s audit branches (it was never published)."""
+    return connect_snapshots(catalog, find_build(catalog, version).snapshots)
+
+
 def test_faulty_sources_are_extracted_and_built_but_never_published(pipeline):
-    _, _, result, storage = pipeline
+    _, _, result, catalog = pipeline
 
     assert not result.success
     assert {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()} == {
@@ -67,12 +76,12 @@ def test_faulty_sources_are_extracted_and_built_but_never_published(pipeline):
         "dim_customers", "dim_accounts", "dim_dates", "fact_transactions",
     }
     assert "published_star_schema" not in {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert not storage.exists("analytics/_published.json")
+    assert latest_publication(catalog) is None
 
 
 def test_no_source_transaction_is_lost_or_duplicated(pipeline):
-    _, report, result, storage = pipeline
-    views = connect(storage, built_version(result))
+    _, report, result, catalog = pipeline
+    views = connect(catalog, built_version(result))
 
     assert views.execute("SELECT count(*), count(DISTINCT transaction_id) FROM fact_transactions").fetchone() == (
         report.rows["transactions"], report.rows["transactions"]
@@ -80,7 +89,7 @@ def test_no_source_transaction_is_lost_or_duplicated(pipeline):
 
 
 def test_the_analyst_query_totals_equal_the_source_totals(pipeline):
-    databases, _, result, storage = pipeline
+    databases, _, result, catalog = pipeline
     with psycopg2.connect(databases.postgres_url) as connection, connection.cursor() as cursor:
         cursor.execute(SOURCE_TOTALS)
         expected: dict = {}
@@ -89,16 +98,16 @@ def test_the_analyst_query_totals_equal_the_source_totals(pipeline):
             expected[key] = expected.get(key, Decimal(0)) + (total or Decimal(0))
     connection.close()
 
-    rows = connect(storage, built_version(result)).execute(ANALYST_QUERY).fetchall()
+    rows = connect(catalog, built_version(result)).execute(ANALYST_QUERY).fetchall()
     actual = {(name, email): total or Decimal(0) for name, email, total in rows}
 
     assert actual == {key: total for key, total in expected.items()}
 
 
 def test_orphan_transactions_are_kept_against_the_unknown_account(pipeline):
-    _, report, result, storage = pipeline
+    _, report, result, catalog = pipeline
     orphans = report.fault_keys("orphan_transactions")
-    views = connect(storage, built_version(result))
+    views = connect(catalog, built_version(result))
     keys = views.execute(
         f"SELECT DISTINCT account_key FROM fact_transactions WHERE transaction_id IN ({','.join(map(str, orphans))})"
     ).fetchall()
@@ -116,18 +125,22 @@ def test_duplicate_events_are_counted_and_do_not_double_count(pipeline):
 
 
 def test_rebuilding_from_the_same_raw_data_gives_identical_tables(pipeline):
-    _, _, first, storage = pipeline
+    _, _, first, catalog = pipeline
     second = materialize([ANALYTICS_ASSETS[0]], raise_on_error=False, instance=DagsterInstance.ephemeral(),
-                         resources=pipeline_resources(storage.uri))
-    locations = {
-        run: {e.asset_key.to_user_string(): e.materialization.metadata["location"].value
-              for e in result.get_asset_materialization_events() if "version" in e.materialization.metadata}
+                         resources=pipeline_resources(catalog))
+    snapshots = {
+        run: {e.asset_key.to_user_string(): e.materialization.metadata["snapshot_id"].value
+              for e in result.get_asset_materialization_events() if "branch" in e.materialization.metadata}
         for run, result in (("first", first), ("second", second))
     }
+    first_rows, second_rows = (
+        connect_snapshots(catalog, {t: int(s) for t, s in snapshots[run].items()}) for run in ("first", "second")
+    )
 
-    for table, location in locations["first"].items():
-        assert location != locations["second"][table]
-        assert pq.read_table(location).equals(pq.read_table(locations["second"][table])), table
+    for table, snapshot in snapshots["first"].items():
+        assert snapshot != snapshots["second"][table]
+        ordered = f"SELECT * FROM {table} ORDER BY ALL"
+        assert first_rows.execute(ordered).fetchall() == second_rows.execute(ordered).fetchall(), table
 
 
 def test_extraction_alone_never_starts_a_jvm(seeded_sources, tmp_path):
@@ -214,9 +227,9 @@ def test_no_row_is_unaccounted_for(pipeline):
 
 
 def test_messy_emails_are_normalised_into_one_token_not_flagged(pipeline):
-    _, report, result, storage = pipeline
+    _, report, result, catalog = pipeline
     clean_id, messy_id = report.faults["messy_emails"].details["same_email_as"][0]
-    tokens = connect(storage, built_version(result)).execute(
+    tokens = connect(catalog, built_version(result)).execute(
         f"SELECT customer_key, email FROM dim_customers WHERE customer_key IN ({clean_id}, {messy_id})"
     ).fetchall()
 

@@ -1,8 +1,8 @@
-"""Incremental star-schema builds: new transactions' facts added to the published version's.
+"""Incremental star-schema builds: new transactions' facts appended to the published ones.
 
-The raw zone is written here directly (the manifest tables the raw assets commit), so each test
-controls exactly what arrived since the last publication. The promise under test: an
-incremental build gives the tables and the audit a full build of the same raw zone gives.
+The raw zone is written here directly (Iceberg appends and overwrites, as the raw loads commit
+them), so each test controls exactly what arrived since the last publication. The promise under
+test: an incremental build gives the tables and the audit a full build of the same raw zone gives.
 """
 
 from datetime import datetime, timezone
@@ -12,9 +12,8 @@ import pyarrow as pa
 import pytest
 
 from financial_assets.extract.contracts import ACCOUNTS, CUSTOMERS, TRANSACTION_EVENTS, TRANSACTIONS
+from financial_assets.lakehouse.catalog import TABLE_PROPERTIES
 from financial_assets.lakehouse.publication import publish
-from financial_assets.lakehouse.storage import LakehouseStorage
-from financial_assets.lakehouse.tables import ManifestTable
 from financial_assets.transform import build
 from financial_assets.transform.build import build_star_schema_version
 from financial_assets.transform.pii import PiiPolicy
@@ -55,47 +54,44 @@ def event(n: int, transaction_id: int, device: str = "atm") -> dict:
 
 
 class RawZoneWriter:
-    """Appends rows to the raw tables the way an incremental raw load commits them."""
+    """Commits rows to the raw Iceberg tables the way the raw loads do: an incremental load
+    appends, a full or snapshot load replaces the rows in one commit."""
 
-    KEYS = {"customers": "customer_id", "accounts": "account_id", "transactions": "transaction_id",
-            "transaction_events": "event_id"}
-
-    def __init__(self, storage: LakehouseStorage):
-        self.storage = storage
+    def __init__(self, catalog):
+        self.catalog = catalog
 
     def append(self, table: str, rows: list[dict], replace: bool = False) -> None:
         schema = pa.schema(list(CONTRACTS[table].columns.items()))
-        manifest_table = ManifestTable(self.storage, f"raw/{table}")
-        staged = manifest_table.stage()
-        staged.write(pa.RecordBatch.from_pylist(rows, schema=schema))
-        staged.finish(schema=schema)
-        current = manifest_table.manifest()
-        marks = [r[self.KEYS[table]] for r in rows]
-        if current is not None and current.high_water_mark is not None and not replace:
-            marks.append(current.high_water_mark)
-        manifest_table.commit(staged, schema=schema, high_water_mark=max(marks), replace=replace)
+        iceberg = self.catalog.load().create_table_if_not_exists(
+            self.catalog.raw_table(table), schema=schema, properties=TABLE_PROPERTIES)
+        data = pa.Table.from_pylist(rows, schema=schema)
+        if replace:
+            iceberg.overwrite(data)
+        else:
+            iceberg.append(data)
 
 
 @pytest.fixture
-def lakehouse(tmp_path):
-    storage = LakehouseStorage(str(tmp_path / "lakehouse"))
-    raw = RawZoneWriter(storage)
+def lakehouse(lakehouse_catalog):
+    raw = RawZoneWriter(lakehouse_catalog)
     raw.append("customers", [customer(1), customer(2)])
     raw.append("accounts", [account(10, 1), account(11, 2)])
     raw.append("transactions", [transaction(100, 10), transaction(101, 11, day=4)])
     raw.append("transaction_events", [event(1, 100), event(2, 101), event(3, 999)])  # 999: not yet arrived
-    return storage, raw
+    return lakehouse_catalog, raw
 
 
-def build_and_publish(spark, storage, name: str, **options):
-    report = build_star_schema_version(spark, storage, name, POLICY, now=NOW, **options)
-    publish(storage, name)
+def build_and_publish(spark, catalog, name: str, **options):
+    report = build_star_schema_version(spark, catalog, name, POLICY, now=NOW, **options)
+    publish(catalog, name)
     return report
 
 
-def rows(spark, storage, version: str) -> dict[str, list[tuple]]:
+def branch_rows(spark, catalog, report) -> dict[str, list[tuple]]:
+    """Every table of a build, as its audit branch holds it."""
     return {
-        table: sorted(tuple(r) for r in spark.read.parquet(storage.uri_of(f"analytics/versions/{version}/{table}")).collect())
+        table: sorted(tuple(r) for r in spark.read.format("iceberg").option("versionAsOf", report.snapshots[table])
+                      .load(catalog.spark_table(catalog.analytics_table(table))).collect())
         for table in TABLES
     }
 
@@ -105,56 +101,56 @@ def audit(report) -> dict:
 
 
 def test_the_first_build_is_full_because_nothing_is_published(spark, lakehouse):
-    storage, _ = lakehouse
-    report = build_and_publish(spark, storage, "v1")
+    catalog, _ = lakehouse
+    report = build_and_publish(spark, catalog, "v1")
 
     assert (report.mode, report.mode_reason) == ("full", "no version has been published yet")
 
 
 def test_a_build_on_top_of_a_published_version_transforms_only_the_new_transactions(spark, lakehouse):
-    storage, raw = lakehouse
-    build_and_publish(spark, storage, "v1")
+    catalog, raw = lakehouse
+    build_and_publish(spark, catalog, "v1")
     raw.append("transactions", [transaction(102, 10, day=5), transaction(103, 11, day=5)])
     raw.append("transaction_events", [event(4, 102)])
-    report = build_and_publish(spark, storage, "v2")
+    report = build_and_publish(spark, catalog, "v2")
 
     assert (report.mode, report.new_fact_rows, report.row_counts["fact_transactions"]) == ("incremental", 2, 4)
 
 
 def test_an_incremental_build_gives_the_tables_and_audit_of_a_full_build(spark, lakehouse):
-    storage, raw = lakehouse
-    build_and_publish(spark, storage, "v1")
+    catalog, raw = lakehouse
+    build_and_publish(spark, catalog, "v1")
     raw.append("customers", [customer(3)])
     raw.append("accounts", [account(12, 3)])
     raw.append("transactions", [transaction(102, 12, day=6), transaction(103, 404, day=6), transaction(999, 10)])
     raw.append("transaction_events", [event(4, 102), event(5, 102, device="web_browser"), event(6, 5000)])
-    incremental = build_star_schema_version(spark, storage, "v2", POLICY, now=NOW)
-    full = build_star_schema_version(spark, storage, "v3", POLICY, now=NOW, full_refresh=True)
+    incremental = build_star_schema_version(spark, catalog, "v2", POLICY, now=NOW)
+    full = build_star_schema_version(spark, catalog, "v3", POLICY, now=NOW, full_refresh=True)
 
     assert incremental.mode == "incremental"
-    assert rows(spark, storage, "v2") == rows(spark, storage, "v3")
+    assert branch_rows(spark, catalog, incremental) == branch_rows(spark, catalog, full)
     assert audit(incremental) == audit(full)
     assert incremental.statistics == full.statistics == {
         "duplicate_events": 1, "events_for_unknown_transactions": 1, "unknown_account_rows": 1}
 
 
 def test_an_event_that_waited_for_its_transaction_is_joined_to_the_new_fact(spark, lakehouse):
-    storage, raw = lakehouse
-    build_and_publish(spark, storage, "v1")
+    catalog, raw = lakehouse
+    build_and_publish(spark, catalog, "v1")
     raw.append("transactions", [transaction(999, 10)])
-    report = build_and_publish(spark, storage, "v2")
-    fact = {r["transaction_id"]: r for r in spark.read.parquet(report.locations["fact_transactions"]).collect()}
+    report = build_and_publish(spark, catalog, "v2")
+    fact = {r[0]: r for r in branch_rows(spark, catalog, report)["fact_transactions"]}
 
     assert report.mode == "incremental"
-    assert fact[999]["device_type"] == "atm"
+    assert fact[999][8] == "atm"  # device_type
     assert report.statistics["events_for_unknown_transactions"] == 0
 
 
 def test_a_bad_new_row_fails_the_incremental_audit(spark, lakehouse):
-    storage, raw = lakehouse
-    build_and_publish(spark, storage, "v1")
+    catalog, raw = lakehouse
+    build_and_publish(spark, catalog, "v1")
     raw.append("transactions", [transaction(102, 10, amount="-1.00")])
-    report = build_star_schema_version(spark, storage, "v2", POLICY, now=NOW)
+    report = build_star_schema_version(spark, catalog, "v2", POLICY, now=NOW)
     outcome = audit(report)[("fact_transactions", "amounts_present_and_positive")]
 
     assert report.mode == "incremental"
@@ -162,117 +158,126 @@ def test_a_bad_new_row_fails_the_incremental_audit(spark, lakehouse):
 
 
 def test_a_new_event_for_a_published_transaction_forces_a_full_build(spark, lakehouse):
-    storage, raw = lakehouse
-    build_and_publish(spark, storage, "v1")
+    catalog, raw = lakehouse
+    build_and_publish(spark, catalog, "v1")
     raw.append("transaction_events", [event(4, 100, device="web_browser")])
-    report = build_and_publish(spark, storage, "v2")
+    report = build_and_publish(spark, catalog, "v2")
 
     assert report.mode == "full"
     assert "1 new events belong to published transactions" in report.mode_reason
 
 
 def test_an_account_arriving_for_a_published_transaction_forces_a_full_build(spark, lakehouse):
-    storage, raw = lakehouse
+    catalog, raw = lakehouse
     raw.append("transactions", [transaction(102, 12)])  # account 12 does not exist yet
-    build_and_publish(spark, storage, "v1")
+    build_and_publish(spark, catalog, "v1")
     raw.append("accounts", [account(12, 1)])
-    report = build_and_publish(spark, storage, "v2")
+    report = build_and_publish(spark, catalog, "v2")
 
     assert report.mode == "full"
     assert "1 published transactions belong to accounts that arrived" in report.mode_reason
 
 
 def test_a_customer_arriving_for_a_published_account_forces_a_full_build(spark, lakehouse):
-    storage, raw = lakehouse
+    catalog, raw = lakehouse
     raw.append("accounts", [account(12, 3)])  # customer 3 does not exist yet
-    build_and_publish(spark, storage, "v1")
+    build_and_publish(spark, catalog, "v1")
     raw.append("customers", [customer(3)])
-    report = build_and_publish(spark, storage, "v2")
+    report = build_and_publish(spark, catalog, "v2")
 
     assert report.mode == "full"
     assert "1 accounts changed customer or were removed" in report.mode_reason
 
 
 def test_an_account_that_moved_to_another_customer_forces_a_full_build(spark, lakehouse):
-    storage, raw = lakehouse
-    build_and_publish(spark, storage, "v1")
+    catalog, raw = lakehouse
+    build_and_publish(spark, catalog, "v1")
     raw.append("accounts", [account(10, 2), account(11, 2)], replace=True)
-    report = build_and_publish(spark, storage, "v2")
+    report = build_and_publish(spark, catalog, "v2")
 
     assert report.mode == "full"
     assert "1 accounts changed customer or were removed" in report.mode_reason
 
 
 def test_snapshot_tables_reloaded_unchanged_still_allow_an_incremental_build(spark, lakehouse):
-    storage, raw = lakehouse
-    build_and_publish(spark, storage, "v1")
+    catalog, raw = lakehouse
+    build_and_publish(spark, catalog, "v1")
     raw.append("customers", [customer(1), customer(2)], replace=True)
     raw.append("accounts", [account(10, 1), account(11, 2)], replace=True)
     raw.append("transactions", [transaction(102, 10)])
-    report = build_and_publish(spark, storage, "v2")
+    report = build_and_publish(spark, catalog, "v2")
 
     assert (report.mode, report.new_fact_rows) == ("incremental", 1)
 
 
 def test_a_reloaded_raw_table_forces_a_full_build(spark, lakehouse):
-    storage, raw = lakehouse
-    build_and_publish(spark, storage, "v1")
+    catalog, raw = lakehouse
+    build_and_publish(spark, catalog, "v1")
     raw.append("transactions", [transaction(100, 10), transaction(101, 11, day=4)], replace=True)
-    report = build_and_publish(spark, storage, "v2")
+    report = build_and_publish(spark, catalog, "v2")
 
-    assert (report.mode, report.mode_reason) == ("full", "raw/transactions was reloaded since version v1")
+    assert (report.mode, report.mode_reason) == ("full", "raw transactions was reloaded or rewritten since version v1")
 
 
 def test_another_pii_key_forces_a_full_build(spark, lakehouse):
-    storage, _ = lakehouse
-    build_and_publish(spark, storage, "v1")
-    report = build_star_schema_version(spark, storage, "v2", PiiPolicy(hmac_key=b"another-key"), now=NOW)
+    catalog, _ = lakehouse
+    build_and_publish(spark, catalog, "v1")
+    report = build_star_schema_version(spark, catalog, "v2", PiiPolicy(hmac_key=b"another-key"), now=NOW)
 
     assert report.mode == "full"
     assert "PII policy changed" in report.mode_reason
 
 
 def test_changed_transform_code_forces_a_full_build(spark, lakehouse, monkeypatch):
-    storage, _ = lakehouse
-    build_and_publish(spark, storage, "v1")
+    catalog, _ = lakehouse
+    build_and_publish(spark, catalog, "v1")
     monkeypatch.setattr(build, "_SOURCE_DIGEST", "the code of a later release")
-    report = build_and_publish(spark, storage, "v2")
+    report = build_and_publish(spark, catalog, "v2")
 
     assert report.mode_reason == "the transform, its audit or the PII policy changed since version v1"
 
 
 def test_full_refresh_forces_a_full_build(spark, lakehouse):
-    storage, _ = lakehouse
-    build_and_publish(spark, storage, "v1")
-    report = build_and_publish(spark, storage, "v2", full_refresh=True)
+    catalog, _ = lakehouse
+    build_and_publish(spark, catalog, "v1")
+    report = build_and_publish(spark, catalog, "v2", full_refresh=True)
 
     assert (report.mode, report.mode_reason) == ("full", "full refresh requested")
 
 
-def fact_files(storage, version: str) -> list[str]:
-    return [p for p in storage.list_files(f"analytics/versions/{version}/fact_transactions") if p.endswith(".parquet")]
+def fact_files(catalog, snapshot_id: int) -> set[str]:
+    table = catalog.load().load_table(catalog.analytics_table("fact_transactions"))
+    return {task.file.file_path for task in table.scan(snapshot_id=snapshot_id).plan_files()}
 
 
-def test_too_many_fact_files_are_compacted_by_a_full_build(spark, lakehouse, monkeypatch):
-    storage, raw = lakehouse
-    build_and_publish(spark, storage, "v1")
-    monkeypatch.setattr(build, "MAX_FACT_FILES", len(fact_files(storage, "v1")) + 1)
+def test_an_incremental_build_appends_new_fact_files_and_copies_none(spark, lakehouse):
+    catalog, raw = lakehouse
+    first = build_and_publish(spark, catalog, "v1")
+    raw.append("transactions", [transaction(102, 10, day=5)])
+    second = build_and_publish(spark, catalog, "v2")
+    before, after = fact_files(catalog, first.snapshots["fact_transactions"]), fact_files(catalog, second.snapshots["fact_transactions"])
+
+    assert before < after
+    assert len(after - before) == 1
+
+
+def test_a_transaction_committed_late_below_the_published_mark_forces_a_full_build(spark, lakehouse):
+    catalog, raw = lakehouse
+    build_and_publish(spark, catalog, "v1")
+    raw.append("transactions", [transaction(99, 10)])  # a long transaction's lower id, committed after v1
+    report = build_and_publish(spark, catalog, "v2")
+
+    assert report.mode == "full"
+    assert "1 transactions committed late, below the published greatest id 101" in report.mode_reason
+    assert report.row_counts["fact_transactions"] == 3
+
+
+def test_a_build_leaves_main_where_it_was_until_it_is_published(spark, lakehouse):
+    catalog, raw = lakehouse
+    first = build_and_publish(spark, catalog, "v1")
     raw.append("transactions", [transaction(102, 10)])
-    second = build_and_publish(spark, storage, "v2")
-    raw.append("transactions", [transaction(103, 10)])
-    third = build_and_publish(spark, storage, "v3")
+    build_star_schema_version(spark, catalog, "v2", POLICY, now=NOW)
+    fact = catalog.load().load_table(catalog.analytics_table("fact_transactions"))
 
-    assert (second.mode, third.mode) == ("incremental", "full")
-    assert third.mode_reason == f"compacting the {build.MAX_FACT_FILES} fact files of version v2"
-    assert len(fact_files(storage, "v3")) < build.MAX_FACT_FILES
-
-
-def test_reused_fact_files_outlive_the_version_they_came_from(spark, lakehouse):
-    storage, raw = lakehouse
-    build_and_publish(spark, storage, "v1")
-    raw.append("transactions", [transaction(102, 10)])
-    report = build_and_publish(spark, storage, "v2")
-    for path in storage.list_files("analytics/versions/v1"):
-        storage.delete(path)
-
-    assert spark.read.parquet(report.locations["fact_transactions"]).count() == 3
+    assert fact.refs()["main"].snapshot_id == first.snapshots["fact_transactions"]
+    assert "audit_v2" in fact.refs()

@@ -9,9 +9,8 @@ from bson.objectid import ObjectId
 
 from financial_assets.extract.contracts import GEOLOCATION
 from financial_assets.extract.documents import split_documents
-from financial_assets.extract.loads import count_source_documents, load_documents
-from financial_assets.lakehouse.storage import LakehouseStorage
-from financial_assets.lakehouse.tables import ManifestTable
+from financial_assets.extract.loads import ConcurrentCommitError, count_source_documents, load_documents
+from financial_assets.lakehouse.raw_tables import HIGH_WATER_MARK, open_raw_table, read_arrow, row_count
 from financial_assets.sources import connect_document_store
 from financial_assets_tests import raw_sources
 from financial_assets_tests.raw_sources import valid_event
@@ -36,19 +35,17 @@ MISFITS = {
 }
 
 
-@pytest.fixture
-def tables(tmp_path):
-    storage = LakehouseStorage(str(tmp_path / "lakehouse"))
-    return (
-        ManifestTable(storage, "raw/transaction_events"),
-        ManifestTable(storage, "raw/transaction_events_quarantine"),
-    )
-
-
-def load(databases, tables, **options):
-    events, quarantine = tables
+def load(databases, catalog, **options):
     with connect_document_store(databases.mongo_url, databases.mongo_database) as database:
-        return load_documents(database["transaction_events"], events, quarantine, **options)
+        return load_documents(database["transaction_events"], catalog, **options)
+
+
+def raw_events(catalog):
+    return read_arrow(open_raw_table(catalog, "transaction_events"))
+
+
+def raw_quarantine(catalog):
+    return read_arrow(open_raw_table(catalog, "transaction_events_quarantine"))
 
 
 @pytest.mark.parametrize("misfit", list(MISFITS))
@@ -84,95 +81,107 @@ def test_values_outside_the_reference_domain_are_not_quarantined():
     assert batch.events.num_rows == 1 and batch.quarantined.num_rows == 0
 
 
-def test_objectid_becomes_its_hex_string_and_geolocation_keeps_its_structure(source_databases, tables):
+def test_objectid_becomes_its_hex_string_and_geolocation_keeps_its_structure(source_databases, lakehouse_catalog):
     raw_sources.insert_events(source_databases, [valid_event(7)])
-    load(source_databases, tables)
-    events = tables[0].read()
+    load(source_databases, lakehouse_catalog)
+    table = raw_events(lakehouse_catalog)
 
-    assert events.schema.field("geolocation").type == GEOLOCATION
-    row = events.to_pylist()[0]
+    assert table.schema.field("geolocation").type == GEOLOCATION
+    row = table.to_pylist()[0]
     assert len(row["event_id"]) == 24 and ObjectId(row["event_id"])
     assert row["geolocation"] == {"country": "Kenya", "city": "Lake Susan"}
-    assert events.schema.field("transaction_id").type == pa.int64()
+    assert table.schema.field("transaction_id").type == pa.int64()
+    assert table.schema.field("event_id").type == pa.string()
+    assert table.schema.field("extra_fields").type == pa.string()
 
 
-def test_integer_fraud_scores_are_widened_to_float(source_databases, tables):
+def test_integer_fraud_scores_are_widened_to_float(source_databases, lakehouse_catalog):
     raw_sources.insert_events(source_databases, [valid_event(1, fraud_score=1)])
-    load(source_databases, tables)
+    load(source_databases, lakehouse_catalog)
 
-    assert tables[0].read().column("fraud_score").to_pylist() == [1.0]
+    assert raw_events(lakehouse_catalog).column("fraud_score").to_pylist() == [1.0]
 
 
-def test_unknown_fields_are_carried_in_extra_fields_and_reported(source_databases, tables):
+def test_unknown_fields_are_carried_in_extra_fields_and_reported(source_databases, lakehouse_catalog):
     raw_sources.insert_events(
         source_databases,
         [valid_event(1, channel="branch", geolocation={"country": "Kenya", "city": "Nairobi", "zip": "00100"})],
     )
-    report = load(source_databases, tables)
+    report = load(source_databases, lakehouse_catalog)
 
     assert report.new_columns == ["channel", "geolocation.zip"]
-    assert json.loads(tables[0].read().column("extra_fields")[0].as_py()) == {
+    assert json.loads(raw_events(lakehouse_catalog).column("extra_fields")[0].as_py()) == {
         "channel": "branch", "geolocation.zip": "00100"
     }
 
 
-def test_quarantined_and_valid_documents_add_up_to_the_source(source_databases, tables):
+def test_quarantined_and_valid_documents_add_up_to_the_source(source_databases, lakehouse_catalog):
     misfits = [document for document, _ in MISFITS.values()]
     raw_sources.insert_events(source_databases, [valid_event(1), valid_event(2), *misfits])
-    report = load(source_databases, tables)
+    report = load(source_databases, lakehouse_catalog)
 
     assert (report.rows_loaded, report.quarantined) == (2, len(MISFITS))
-    assert tables[1].manifest().row_count == len(MISFITS)
+    assert row_count(open_raw_table(lakehouse_catalog, "transaction_events_quarantine")) == len(MISFITS)
 
 
-def test_second_load_without_new_documents_adds_nothing(source_databases, tables):
+def test_second_load_without_new_documents_adds_nothing(source_databases, lakehouse_catalog):
     raw_sources.insert_events(source_databases, [valid_event(1), valid_event("2")])
-    first = load(source_databases, tables)
-    second = load(source_databases, tables)
+    first = load(source_databases, lakehouse_catalog)
+    second = load(source_databases, lakehouse_catalog)
 
-    assert (second.mode, second.rows_loaded, second.quarantined) == ("incremental", 0, 0)
-    assert second.manifest == first.manifest
-    assert tables[1].manifest().row_count == 1
+    assert (second.mode, second.rows_loaded, second.quarantined, second.committed) == ("incremental", 0, 0, False)
+    assert second.snapshot_id == first.snapshot_id
+    assert second.quarantine_state == first.quarantine_state
+    assert row_count(open_raw_table(lakehouse_catalog, "transaction_events_quarantine")) == 1
 
 
-def test_new_documents_arrive_on_the_next_load(source_databases, tables):
+def test_new_documents_arrive_on_the_next_load(source_databases, lakehouse_catalog):
     raw_sources.insert_events(source_databases, [valid_event(1)])
-    load(source_databases, tables)
+    load(source_databases, lakehouse_catalog)
     raw_sources.insert_events(source_databases, [valid_event(2), valid_event("3")])
-    report = load(source_databases, tables)
+    report = load(source_databases, lakehouse_catalog)
 
     assert (report.rows_loaded, report.quarantined) == (1, 1)
-    assert sorted(tables[0].read().column("transaction_id").to_pylist()) == [1, 2]
+    assert sorted(raw_events(lakehouse_catalog).column("transaction_id").to_pylist()) == [1, 2]
 
 
-def test_full_refresh_rebuilds_events_and_quarantine(source_databases, tables):
+def test_full_refresh_rebuilds_events_and_quarantine(source_databases, lakehouse_catalog):
     raw_sources.insert_events(source_databases, [valid_event(1), valid_event("2")])
-    load(source_databases, tables)
-    report = load(source_databases, tables, full_refresh=True)
+    load(source_databases, lakehouse_catalog)
+    report = load(source_databases, lakehouse_catalog, full_refresh=True)
 
-    assert (report.mode, report.manifest.row_count, report.quarantine_manifest.row_count) == ("full", 1, 1)
+    assert (report.mode, report.raw_rows, report.quarantined_rows) == ("full", 1, 1)
 
 
-def test_a_crash_between_the_two_commits_neither_loses_nor_repeats_quarantined_documents(
-    source_databases, tables, monkeypatch
+def test_a_failure_between_the_two_commits_neither_loses_nor_repeats_quarantined_documents(
+    source_databases, lakehouse_catalog
 ):
     raw_sources.insert_events(source_databases, [valid_event(1), valid_event("2")])
-    load(source_databases, tables)
+    load(source_databases, lakehouse_catalog)
     raw_sources.insert_events(source_databases, [valid_event(3), valid_event("4")])
-    events, _ = tables
-    real_commit = events.commit
 
-    def crash(*args, **kwargs):
-        raise OSError("killed between the quarantine commit and the events commit")
+    def compaction_commits_to_the_events_table(rows):
+        # Maintenance rewrites the events while the load reads: the quarantine commit (first)
+        # succeeds, the events commit (second) is refused.
+        table = open_raw_table(lakehouse_catalog, "transaction_events")
+        table.overwrite(table.scan().to_arrow())
 
-    monkeypatch.setattr(events, "commit", crash)
-    with pytest.raises(OSError):
-        load(source_databases, tables)
-    monkeypatch.setattr(events, "commit", real_commit)
-    load(source_databases, tables)
+    with pytest.raises(ConcurrentCommitError):
+        load(source_databases, lakehouse_catalog, progress=compaction_commits_to_the_events_table)
+    assert row_count(open_raw_table(lakehouse_catalog, "transaction_events_quarantine")) == 2
+    load(source_databases, lakehouse_catalog)
 
-    assert sorted(tables[0].read().column("transaction_id").to_pylist()) == [1, 3]
-    assert tables[1].manifest().row_count == 2
+    assert sorted(raw_events(lakehouse_catalog).column("transaction_id").to_pylist()) == [1, 3]
+    assert row_count(open_raw_table(lakehouse_catalog, "transaction_events_quarantine")) == 2
+
+
+def test_each_table_records_the_cursor_it_reached_in_its_snapshot(source_databases, lakehouse_catalog):
+    raw_sources.insert_events(source_databases, [valid_event(1), valid_event("2")])
+    report = load(source_databases, lakehouse_catalog)
+
+    for name in ("transaction_events", "transaction_events_quarantine"):
+        summary = open_raw_table(lakehouse_catalog, name).current_snapshot().summary
+        assert json.loads(summary[HIGH_WATER_MARK]) == report.high_water_mark
 
 
 def source_count(databases, report) -> int:
@@ -182,24 +191,24 @@ def source_count(databases, report) -> int:
         )
 
 
-def test_the_source_count_equals_what_was_loaded_and_quarantined(source_databases, tables):
+def test_the_source_count_equals_what_was_loaded_and_quarantined(source_databases, lakehouse_catalog):
     raw_sources.insert_events(source_databases, [valid_event(1), valid_event("2"), valid_event(3)])
-    report = load(source_databases, tables)
+    report = load(source_databases, lakehouse_catalog)
 
     assert source_count(source_databases, report) == 3 == report.raw_and_quarantined_rows
 
 
-def test_documents_written_after_the_load_are_not_counted_against_it(source_databases, tables):
+def test_documents_written_after_the_load_are_not_counted_against_it(source_databases, lakehouse_catalog):
     raw_sources.insert_events(source_databases, [valid_event(1), valid_event(2)])
-    report = load(source_databases, tables)
+    report = load(source_databases, lakehouse_catalog)
     raw_sources.insert_events(source_databases, [valid_event(3)])
 
     assert source_count(source_databases, report) == 2
 
 
-def test_a_document_that_arrives_below_the_high_water_mark_is_counted(source_databases, tables):
+def test_a_document_that_arrives_below_the_high_water_mark_is_counted(source_databases, lakehouse_catalog):
     raw_sources.insert_events(source_databases, [valid_event(1), valid_event(2)])
-    report = load(source_databases, tables)
+    report = load(source_databases, lakehouse_catalog)
     # Written late, with an `_id` from before the load: the next incremental read will never see it.
     late = {"_id": ObjectId.from_datetime(datetime(2020, 1, 1, tzinfo=timezone.utc)), **valid_event(3)}
     raw_sources.insert_events(source_databases, [late])
@@ -213,7 +222,7 @@ LOADED_FAULTS = ["out_of_range_fraud_score", "unknown_device_type", "duplicate_e
 
 
 @pytest.fixture
-def seeded_with_faults(source_databases, tables):
+def seeded_with_faults(source_databases, lakehouse_catalog):
     from datetime import date
 
     from financial_assets.sample_data.config import SeedConfig
@@ -225,21 +234,21 @@ def seeded_with_faults(source_databases, tables):
         source_databases.mongo_database,
         SeedConfig(customers=20, transactions=300, as_of=date(2026, 1, 31), with_faults=True),
     )
-    return report, load(source_databases, tables)
+    return report, load(source_databases, lakehouse_catalog)
 
 
 @pytest.mark.parametrize("kind", QUARANTINED_FAULTS)
-def test_each_schema_breaking_seed_fault_is_quarantined_exactly(seeded_with_faults, tables, kind):
+def test_each_schema_breaking_seed_fault_is_quarantined_exactly(seeded_with_faults, lakehouse_catalog, kind):
     report, _ = seeded_with_faults
-    quarantined = set(tables[1].read().column("event_id").to_pylist())
+    quarantined_ids = set(raw_quarantine(lakehouse_catalog).column("event_id").to_pylist())
 
-    assert set(report.faults[kind].details["event_ids"]) <= quarantined
+    assert set(report.faults[kind].details["event_ids"]) <= quarantined_ids
 
 
 @pytest.mark.parametrize("kind", LOADED_FAULTS)
-def test_each_value_level_seed_fault_reaches_the_raw_zone_for_the_checks(seeded_with_faults, tables, kind):
+def test_each_value_level_seed_fault_reaches_the_raw_zone_for_the_checks(seeded_with_faults, lakehouse_catalog, kind):
     report, _ = seeded_with_faults
-    loaded = set(tables[0].read().column("event_id").to_pylist())
+    loaded = set(raw_events(lakehouse_catalog).column("event_id").to_pylist())
 
     assert set(report.faults[kind].details["event_ids"]) <= loaded
 

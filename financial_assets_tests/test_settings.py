@@ -40,6 +40,8 @@ def test_an_s3_lakehouse_is_kept_as_an_uri_without_trailing_slash():
         ("FIN_POSTGRES_PORT", "70000"),
         ("FIN_STAR_SCHEMA_ENGINE", "emr"),
         ("FIN_PII_CLEAR_TEXT", "maybe"),
+        ("FIN_CATALOG_URL", "mysql://db/catalog"),
+        ("FIN_CATALOG_NAME", "Has-Dashes"),
     ],
 )
 def test_an_invalid_value_fails_with_one_line_naming_the_variable(variable, value):
@@ -89,3 +91,27 @@ def test_an_invalid_webhook_url_is_refused_without_echoing_it():
         Settings.from_env({"FIN_ALERT_WEBHOOK_URL": "hooks.example.org/T000/secret-part"})
 
     assert "secret-part" not in str(raised.value)
+
+
+def test_the_iceberg_catalog_defaults_to_its_database_on_the_local_postgresql(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    catalog = Settings.from_env({}).catalog()
+
+    assert (catalog.kind, catalog.sql_url) == ("sql", "postgresql://financial@127.0.0.1:25432/lakehouse_catalog")
+    assert catalog.warehouse == f"file://{tmp_path / 'var' / 'lakehouse'}"
+    assert (catalog.raw_table("transactions"), catalog.analytics_table("dim_dates")) == (
+        "raw.transactions", "analytics.dim_dates")
+
+
+def test_glue_as_the_catalog_puts_the_zones_in_glue_databases_named_after_ours():
+    catalog = Settings.from_env({"FIN_CATALOG_URL": "glue", "FIN_LAKEHOUSE_URI": "s3://bank-lake/prod"}).catalog()
+
+    assert (catalog.kind, catalog.warehouse) == ("glue", "s3://bank-lake/prod")
+    assert (catalog.raw_namespace, catalog.analytics_namespace) == ("financial_data_db_raw", "financial_data_db")
+
+
+def test_the_catalog_database_password_never_shows_in_its_description():
+    catalog = Settings.from_env({"FIN_CATALOG_URL": "postgresql://app:hunter2-not-real@db.internal/catalog"}).catalog()
+
+    assert "hunter2-not-real" not in repr(catalog)
+    assert catalog.spark_conf()["spark.sql.catalog.financial_assets.jdbc.password"] == "hunter2-not-real"

@@ -16,6 +16,7 @@ set -euo pipefail
 REPO_ROOT="$(cd -P "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FERRETDB_VERSION=v1.24.2
 PG_MAX_WAL_SIZE=2GB
+PG_MAX_CONNECTIONS=400
 
 die() {
     echo "$*" >&2
@@ -233,6 +234,9 @@ write_pg_config() {
         echo "port = $PG_PORT"
         echo "unix_socket_directories = $(sql_literal "$PG_SOCKET_DIR")"
         echo "max_wal_size = $PG_MAX_WAL_SIZE"
+        # Every Iceberg catalog a process opens (PyIceberg's pool, each Spark catalog's JDBC
+        # client) holds a connection to the catalog database: the test suite opens many.
+        echo "max_connections = $PG_MAX_CONNECTIONS"
     } >"$conf"
     chmod 600 "$conf"
     if is_root; then chown postgres: "$conf"; fi

@@ -1,7 +1,7 @@
 """The analytics zone: the star schema analysts query, built from the raw zone in one step.
 
-One multi-asset so that the four tables are always built together, from the same raw data, into
-the same version folder: the dimensions and the fact can never drift out of step. Its checks
+One multi-asset so that the four tables are always built together, from the same raw snapshots,
+onto the same audit branch: the dimensions and the fact can never drift out of step. Its checks
 (`financial_assets/quality/star_checks.py`) audit the version before it may be published.
 """
 
@@ -14,7 +14,7 @@ from financial_assets.resources.lakehouse import LakehouseResource
 from financial_assets.resources.pii import PiiPolicyResource
 from financial_assets.transform.build import new_version
 
-KINDS = {"spark", "parquet"}
+KINDS = {"spark", "iceberg"}
 
 STAR_SCHEMA_SPECS = [
     AssetSpec(
@@ -98,9 +98,10 @@ def star_schema(
     lakehouse: LakehouseResource,
     pii: PiiPolicyResource,
 ):
-    """Write a new version of the star schema, then audit it: a failed ERROR check fails this
-    step, so the version is never published. Incremental when it can be: the facts of new
-    transactions are added to the published version's (see `financial_assets/transform/build.py`)."""
+    """Write a new version of the star schema on an audit branch of each Iceberg table, then
+    audit exactly what the branches hold: a failed ERROR check fails this step, so the version is
+    never published. Incremental when it can be: only the facts of new transactions are appended
+    to the published ones (see `financial_assets/transform/build.py`)."""
     version = new_version(context.run.run_id)
     yield from star_schema_engine.build(
         context, lakehouse, pii, version, config.thresholds(), full_refresh=config.full_refresh

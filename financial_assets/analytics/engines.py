@@ -58,7 +58,7 @@ class LocalSparkEngine(StarSchemaEngine):
     def build(self, context, lakehouse, pii, version, thresholds, full_refresh=False):
         context.log.info(f"building star schema version {version} on Spark ({self.spark.remote or self.spark.master})")
         report = build_star_schema_version(
-            self.spark.session(), lakehouse.storage(), version, pii.policy(), thresholds, full_refresh=full_refresh
+            self.spark.session(), lakehouse.catalog(), version, pii.policy(), thresholds, full_refresh=full_refresh
         )
         context.log.info(f"{report.mode} build: {report.mode_reason}; {report.new_fact_rows:,} new fact rows")
         for table in TABLES:

@@ -17,7 +17,6 @@ its rows carry, so several lakehouses can share one catalog database without see
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -30,7 +29,12 @@ POSTGRES_JDBC = "org.postgresql:postgresql:42.7.8"
 ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
 
 # Athena reads format version 2 only: every table is created with it, and never upgraded.
-TABLE_PROPERTIES = {"format-version": "2"}
+TABLE_PROPERTIES = {
+    "format-version": "2",
+    # Each commit writes a new metadata.json: keep the last 20, delete older ones as we commit.
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "20",
+}
 
 
 class CatalogUnavailableError(RuntimeError):
@@ -93,7 +97,15 @@ class LakehouseCatalog:
 
     def load(self):
         """The PyIceberg catalog (one per process and setting: it holds a connection pool)."""
-        return _load_catalog(self)
+        if self not in _OPEN:
+            _OPEN[self] = _load_catalog(self)
+        return _OPEN[self]
+
+    def close(self) -> None:
+        """Release the PyIceberg catalog's database connections (a later `load` reopens)."""
+        loaded = _OPEN.pop(self, None)
+        if loaded is not None and hasattr(loaded, "close"):
+            loaded.close()
 
     # -- Spark ---------------------------------------------------------------------------------
 
@@ -104,13 +116,20 @@ class LakehouseCatalog:
         first use. The Iceberg runtime and SQL extensions must be on the session from its start.
         """
         prefix = f"spark.sql.catalog.{self.name}"
-        conf = {prefix: "org.apache.iceberg.spark.SparkCatalog", f"{prefix}.warehouse": self.warehouse}
+        conf = {
+            prefix: "org.apache.iceberg.spark.SparkCatalog",
+            f"{prefix}.warehouse": self.warehouse,
+            # PyIceberg moves refs behind Spark's back (publish, rollback): never serve a stale table.
+            f"{prefix}.cache-enabled": "false",
+        }
         if self.sql_url:
             parts = urlsplit(self.sql_url)
             conf.update({
                 f"{prefix}.catalog-impl": "org.apache.iceberg.jdbc.JdbcCatalog",
                 f"{prefix}.uri": f"jdbc:postgresql://{parts.hostname}:{parts.port or 5432}{parts.path}",
                 f"{prefix}.jdbc.user": unquote(parts.username or ""),
+                # The driver commits one thing at a time: one connection, not a pool per catalog.
+                f"{prefix}.clients": "1",
             })
             if parts.password:
                 conf[f"{prefix}.jdbc.password"] = unquote(parts.password)
@@ -139,7 +158,9 @@ def _redacted(url: str) -> str:
     return url.replace(f":{parts.password}@", ":***@", 1)
 
 
-@functools.cache
+_OPEN: dict[LakehouseCatalog, object] = {}
+
+
 def _load_catalog(catalog: LakehouseCatalog):
     from pyiceberg.catalog import load_catalog
     from sqlalchemy.exc import OperationalError
@@ -155,3 +176,48 @@ def _load_catalog(catalog: LakehouseCatalog):
     for namespace in (catalog.raw_namespace, catalog.analytics_namespace):
         loaded.create_namespace_if_not_exists(namespace)
     return loaded
+
+
+# -- the catalog as AWS Glue job arguments -----------------------------------------------------
+
+# What a Glue job run needs to open the same catalog: each field as one ``--catalog-*`` argument.
+_JOB_ARGUMENTS = {
+    "warehouse": "--catalog-warehouse",
+    "name": "--catalog-name",
+    "raw_namespace": "--catalog-raw-namespace",
+    "analytics_namespace": "--catalog-analytics-namespace",
+    "region": "--catalog-region",
+    "s3_endpoint_url": "--catalog-s3-endpoint-url",  # a stand-in S3 and Glue (moto), never on AWS
+    "sql_url": "--catalog-sql-url",  # a SQL catalog: for a stand-in Glue run on this machine only
+}
+
+
+def glue_job_arguments(catalog: LakehouseCatalog) -> dict[str, str]:
+    """The catalog as Glue job arguments (``{"--catalog-name": ..., ...}``), read back by
+    :func:`catalog_from_job_arguments`. Unset fields are left out.
+
+    Glue shows job arguments in its console and API: a SQL catalog URL holding a password is refused.
+    """
+    if catalog.sql_url and urlsplit(catalog.sql_url).password is not None:
+        raise ValueError(
+            f"{catalog!r}: a catalog URL with a password cannot be a Glue job argument (the console shows them)"
+        )
+    return {argument: getattr(catalog, field) for field, argument in _JOB_ARGUMENTS.items() if getattr(catalog, field)}
+
+
+def catalog_from_job_arguments(argv: list[str]) -> LakehouseCatalog:
+    """The catalog named by the ``--catalog-*`` arguments among a job's ``--name value`` pairs
+    (others, Glue's and the job's own, are ignored). Raises ValueError naming a missing or
+    repeated-without-value argument."""
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message):  # raise instead of exiting: the job reports it like any failure
+            raise ValueError(f"job arguments: {message}")
+
+    parser = _Parser(add_help=False, allow_abbrev=False)
+    for field, argument in _JOB_ARGUMENTS.items():
+        parser.add_argument(argument, dest=field, required=field == "warehouse", default=None)
+    parsed, _others = parser.parse_known_args(argv)
+    given = {field: value for field, value in vars(parsed).items() if value}
+    return LakehouseCatalog(**given)

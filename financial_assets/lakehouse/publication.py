@@ -31,7 +31,7 @@ STAR_TABLES = ("dim_customers", "dim_accounts", "dim_dates", "fact_transactions"
 BUILDS = "star_schema_builds"
 PUBLICATIONS = "star_schema_publications"
 DEFAULT_KEEP = 5
-PUBLISH, ROLLBACK = "publish", "rollback"
+PUBLISH, ROLLBACK, COMPACTION = "publish", "rollback", "compaction"
 
 
 class PublicationError(RuntimeError):
@@ -102,7 +102,7 @@ class Build:
 class Publication:
     version: str  # the build whose tables readers see
     published_at: datetime
-    kind: str  # publish or rollback
+    kind: str  # publish, rollback or compaction (the same tables, fewer files)
     run_id: str | None
     snapshots: dict[str, int]  # table -> snapshot id
 
@@ -170,7 +170,8 @@ def kept_versions(catalog: LakehouseCatalog, keep: int = DEFAULT_KEEP) -> list[s
     return seen[:keep]
 
 
-def _record(catalog: LakehouseCatalog, publication: Publication) -> None:
+def record_publication(catalog: LakehouseCatalog, publication: Publication) -> None:
+    """Append ``publication`` to the publications table: the commit point readers follow."""
     iceberg = catalog.load()
     identifier = catalog.analytics_table(PUBLICATIONS)
     table = iceberg.create_table_if_not_exists(identifier, schema=PUBLICATIONS_SCHEMA, properties=TABLE_PROPERTIES)
@@ -210,7 +211,7 @@ def publish(catalog: LakehouseCatalog, version: str, run_id: str | None = None) 
     if not build.publishable:
         raise PublicationError(f"version {version} failed blocking checks: {', '.join(build.failed_blocking_checks)}")
     publication = Publication(version, datetime.now(timezone.utc), PUBLISH, run_id, dict(build.snapshots))
-    _record(catalog, publication)
+    record_publication(catalog, publication)
     _move_main(catalog, publication, drop_branch=build.branch)
     return publication
 
@@ -226,6 +227,6 @@ def rollback(catalog: LakehouseCatalog, version: str, run_id: str | None = None,
         raise PublicationError(f"{version} is not a kept earlier publication (kept: {kept})")
     earlier = next(p for p in reversed(publications(catalog)) if p.version == version)
     publication = Publication(version, datetime.now(timezone.utc), ROLLBACK, run_id, dict(earlier.snapshots))
-    _record(catalog, publication)
+    record_publication(catalog, publication)
     _move_main(catalog, publication)
     return publication

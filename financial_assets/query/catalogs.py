@@ -1,85 +1,149 @@
-"""Readers' catalogs that follow each publish: a DuckDB database file, or the AWS Glue Data Catalog.
+"""Which publication readers see, and the readers that must be told about a new one.
 
-No Dagster import. Both are told the new publication after the pointer moved, and point their
-tables at its version; no crawler is involved. Column types come from the published contract
-(`quality/star_checks.EXPECTED_SCHEMAS`), which the build's `schema_matches_contract` check
-has just verified against the written files.
+No Dagster and no Spark import.
+
+- Readers follow the rows of ``analytics.star_schema_publications`` (see
+  `financial_assets.lakehouse.publication`): the latest one now, or the one that was current at
+  a time or for a version (``--as-of``).
+- Locally, a DuckDB file (``FIN_DUCKDB_PATH``, which BI tools open) holds one view per star table
+  over the latest publication's Parquet files and a ``_publication`` table (version,
+  published_at). :func:`refresh_readers` rewrites it in one DuckDB transaction after every
+  publish, rollback and compaction; `financial-assets query` also brings it up to date whenever
+  it lags behind the latest publication.
+- On AWS nothing needs telling: Athena reads the Glue Data Catalog's Iceberg tables, whose
+  ``main`` the publish moves.
 """
 
 from __future__ import annotations
 
 import os
+from datetime import datetime, timedelta, timezone
 
-import duckdb
-
-from financial_assets.lakehouse.publication import Publication
-from financial_assets.quality.star_checks import EXPECTED_SCHEMAS
-from financial_assets.query.duckdb_views import view_statements
-
-PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
-PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
-PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
-
-
-def contract_columns(table: str) -> list[tuple[str, str]]:
-    """(name, type) of a published table; the types are valid Hive/Athena types as written."""
-    return list(EXPECTED_SCHEMAS[table])
+from financial_assets.lakehouse.catalog import LakehouseCatalog
+from financial_assets.lakehouse.publication import (
+    Publication,
+    builds,
+    latest_publication,
+    publication_as_of,
+    publications,
+)
+from financial_assets.query.duckdb_views import ReaderError, create_views, require_readable, view_statements
 
 
-class DuckDBCatalog:
-    """A DuckDB file (BI tools open it too) whose views read the published version's files."""
+class NoStarSchemaError(ReaderError):
+    """No version of the star schema has been published yet."""
+
+
+def require_publication(catalog: LakehouseCatalog) -> Publication:
+    """What readers see now; NoStarSchemaError when nothing was published yet."""
+    publication = latest_publication(catalog)
+    if publication is None:
+        raise NoStarSchemaError(f"no star schema published in {catalog!r} yet: run `financial-assets materialize` first")
+    return publication
+
+
+def parse_instant(text: str) -> datetime | None:
+    """An ISO-8601 date or timestamp as an aware datetime (a naive one is UTC); None if ``text`` is not one."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
+
+
+def resolve_as_of(catalog: LakehouseCatalog, as_of: str) -> Publication:
+    """The publication ``--as-of`` names, still readable: a published version (its latest
+    publication, as a rollback to it would use) or the one that was current at an ISO-8601 time.
+    ReaderError, one line, for an unknown version, a time before the first publication, or
+    snapshots that maintenance expired."""
+    history = publications(catalog)
+    if not history:
+        raise NoStarSchemaError(f"no star schema published in {catalog!r} yet: run `financial-assets materialize` first")
+    of_version = [p for p in history if p.version == as_of]
+    if of_version:
+        publication = of_version[-1]
+    else:
+        when = parse_instant(as_of)
+        if when is None:
+            if any(build.version == as_of for build in builds(catalog)):
+                raise ReaderError(f"version {as_of} was built but never published")
+            raise ReaderError(
+                f"--as-of {as_of!r} is neither a published version nor an ISO-8601 timestamp "
+                f"(latest published version: {history[-1].version})"
+            )
+        if when < history[0].published_at:
+            first = history[0]
+            raise ReaderError(
+                f"nothing was published yet at {when.isoformat()}: the first publication is "
+                f"{first.version} at {first.published_at.isoformat()}"
+            )
+        publication = publication_as_of(catalog, when)
+    require_readable(catalog, publication)
+    return publication
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _microseconds(when: datetime) -> int:
+    aware = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return (aware - _EPOCH) // timedelta(microseconds=1)
+
+
+class DuckDBFile:
+    """The DuckDB database file BI tools open: one view per star table and ``_publication``."""
 
     def __init__(self, path: str):
         self.path = path
 
-    def publish(self, publication: Publication) -> None:
+    def current(self) -> tuple[str, int] | None:
+        """(version, published_at in µs since the epoch) the file's views follow; None if it has none."""
+        import duckdb
+
+        if not os.path.exists(self.path):
+            return None
+        with duckdb.connect(self.path, read_only=True) as connection:
+            try:
+                row = connection.execute("SELECT version, epoch_us(published_at) FROM _publication").fetchone()
+            except duckdb.CatalogException:
+                return None
+        return (row[0], row[1]) if row else None
+
+    def follows(self, publication: Publication) -> bool:
+        return self.current() == (publication.version, _microseconds(publication.published_at))
+
+    def refresh(self, catalog: LakehouseCatalog, publication: Publication) -> None:
+        """Views and ``_publication`` onto ``publication``, in one DuckDB transaction (files are
+        planned before the file is opened, so its write lock is held for milliseconds)."""
+        import duckdb
+
+        statements = view_statements(catalog, publication.snapshots)
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         with duckdb.connect(self.path) as connection:
             connection.execute("BEGIN")
-            for statement in view_statements(publication.tables):
-                connection.execute(statement)
+            create_views(connection, statements)
             connection.execute(
-                "CREATE OR REPLACE TABLE _publication AS SELECT ? AS version, ? AS published_at",
+                "CREATE OR REPLACE TABLE _publication AS SELECT ?::VARCHAR AS version, ?::TIMESTAMPTZ AS published_at",
                 [publication.version, publication.published_at],
             )
             connection.execute("COMMIT")
 
 
-class GlueCatalog:
-    """The Glue Data Catalog database Athena reads: one external Parquet table per star table."""
+def refresh_readers(catalog: LakehouseCatalog, publication: Publication, duckdb_path: str | None) -> list[str]:
+    """Tell the readers that need it about ``publication`` (after a publish, rollback or
+    compaction); returns one line per reader, for logs. Locally that is the DuckDB file; on AWS
+    nothing (``duckdb_path`` None): Athena reads the Iceberg tables' ``main`` from the Glue Data Catalog.
 
-    def __init__(self, glue_client, database: str):
-        self.glue = glue_client
-        self.database = database
+    The publication row is the commit point and the file only follows it: while another process
+    holds the file open (a BI tool: even a read-only one blocks a writer), the refresh is left to
+    the next `financial-assets query`, and the line says so, instead of failing the caller.
+    """
+    import duckdb
 
-    def table_input(self, table: str, location: str, version: str) -> dict:
-        return {
-            "Name": table,
-            "TableType": "EXTERNAL_TABLE",
-            "Parameters": {"classification": "parquet", "EXTERNAL": "TRUE", "financial_assets.version": version},
-            "StorageDescriptor": {
-                "Columns": [{"Name": name, "Type": type_} for name, type_ in contract_columns(table)],
-                "Location": location.rstrip("/") + "/",
-                "InputFormat": PARQUET_INPUT,
-                "OutputFormat": PARQUET_OUTPUT,
-                "SerdeInfo": {"SerializationLibrary": PARQUET_SERDE, "Parameters": {"serialization.format": "1"}},
-            },
-        }
-
-    def _ensure_database(self) -> None:
-        try:
-            self.glue.get_database(Name=self.database)
-        except self.glue.exceptions.EntityNotFoundException:
-            self.glue.create_database(DatabaseInput={
-                "Name": self.database,
-                "Description": "The financial_assets star schema, as published (managed by financial_assets).",
-            })
-
-    def publish(self, publication: Publication) -> None:
-        self._ensure_database()
-        for table, location in sorted(publication.tables.items()):
-            table_input = self.table_input(table, location, publication.version)
-            try:
-                self.glue.update_table(DatabaseName=self.database, TableInput=table_input)
-            except self.glue.exceptions.EntityNotFoundException:
-                self.glue.create_table(DatabaseName=self.database, TableInput=table_input)
+    if not duckdb_path:
+        return []
+    try:
+        DuckDBFile(duckdb_path).refresh(catalog, publication)
+    except duckdb.IOException as error:
+        return [f"DuckDB file {duckdb_path} NOT refreshed ({str(error).splitlines()[0]}): the next `financial-assets query` refreshes it"]
+    return [f"DuckDB file {duckdb_path}"]

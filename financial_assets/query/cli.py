@@ -1,24 +1,39 @@
-"""`financial-assets query`: SQL over the star schema, printed for people or scripts."""
+"""`financial-assets query`: SQL over the published star schema, printed for people or scripts.
+
+Imports nothing heavy at module level and never PySpark or Dagster: locally DuckDB reads the
+Parquet files PyIceberg plans, on AWS Athena reads the Glue Data Catalog's Iceberg tables.
+"""
 
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import re
 import sys
 from decimal import Decimal
+
+AS_OF_HELP = (
+    "read the star schema as it was published then: a published version (e.g. 20261129T061053Z-7e03d27b) "
+    "or an ISO-8601 date or time (2026-11-29T06:00:00+01:00; without a zone, UTC). Locally the query runs "
+    "in an in-memory DuckDB (the shared DuckDB file is not touched); on AWS Athena reads each table "
+    "FOR VERSION AS OF the snapshot that publication named. Refused, with the reason, for an unknown "
+    "version, a time before the first publication, or snapshots maintenance has expired."
+)
 
 
 def register(commands) -> None:
     parser = commands.add_parser(
         "query",
-        help="run SQL on the star schema with DuckDB (default: the analyst's query)",
-        description="Run SQL on the published star schema with DuckDB. Without SQL, runs the "
-        "analyst's query from the original pipeline's README.",
+        help="run SQL on the published star schema (default: the analyst's query)",
+        description="Run SQL on the published star schema: locally with DuckDB over the Parquet files of "
+        "the latest publication's snapshots, on AWS with Athena. Without SQL, runs the analyst's query "
+        "from the original pipeline's README.",
     )
     parser.add_argument("sql", nargs="?", help="the SQL to run (default: the analyst's query)")
     parser.add_argument("--format", choices=["table", "csv", "json"], default="table")
     parser.add_argument("--limit", type=int, default=20, help="rows printed as a table (default 20)")
+    parser.add_argument("--as-of", metavar="VERSION|TIMESTAMP", help=AS_OF_HELP)
     parser.set_defaults(handler=run)
 
 
@@ -30,7 +45,8 @@ def _text(value) -> str:
     return str(value)
 
 
-def print_table(columns: list[str], rows: list[tuple], limit: int, out=sys.stdout) -> None:
+def print_table(columns: list[str], rows: list[tuple], limit: int, out=None) -> None:
+    out = out or sys.stdout  # looked up when printing: tests and callers may replace sys.stdout
     shown = [[_text(v) for v in row] for row in rows[:limit]]
     widths = [max([len(c)] + [len(r[i]) for r in shown]) for i, c in enumerate(columns)]
     numeric = [all(isinstance(row[i], int | float | Decimal) or row[i] is None for row in rows) for i in range(len(columns))]
@@ -47,17 +63,18 @@ def print_table(columns: list[str], rows: list[tuple], limit: int, out=sys.stdou
 
 
 def run(args: argparse.Namespace) -> int:
-    from financial_assets.query.duckdb_views import ANALYST_QUERY, NoStarSchemaError
+    from financial_assets.lakehouse.catalog import CatalogUnavailableError
+    from financial_assets.query.duckdb_views import ANALYST_QUERY, ReaderError
     from financial_assets.settings import Settings
 
     settings = Settings.from_env()
     sql = args.sql or ANALYST_QUERY
     try:
         if settings.deployment == "aws":
-            columns, rows, where = _athena(settings, sql)
+            columns, rows, where = _athena(settings, sql, args.as_of)
         else:
-            columns, rows, where = _duckdb(settings, sql)
-    except NoStarSchemaError as error:
+            columns, rows, where = _duckdb(settings, sql, args.as_of)
+    except (ReaderError, CatalogUnavailableError) as error:
         print(f"financial-assets: {error}", file=sys.stderr)
         return 2
     if args.format == "csv":
@@ -73,54 +90,69 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _duckdb(settings, sql: str):
-    """The local DuckDB file, first brought onto the published version if it lags behind."""
+def _describe(publication) -> str:
+    kind = "" if publication.kind == "publish" else f", {publication.kind}"
+    return f"published {publication.published_at:%Y-%m-%d %H:%M:%S} UTC{kind}"
+
+
+def _duckdb(settings, sql: str, as_of: str | None = None):
+    """Locally: the DuckDB file, first brought onto the latest publication if it lags behind; with
+    ``as_of``, an in-memory DuckDB over the publication current then."""
     import duckdb
 
-    from financial_assets.query.catalogs import DuckDBCatalog
-    from financial_assets.query.duckdb_views import require_publication
+    from financial_assets.query.catalogs import DuckDBFile, require_publication, resolve_as_of
+    from financial_assets.query.duckdb_views import ReaderError, connect
 
-    publication = require_publication(settings.lakehouse_storage())
-    version = publication.version
-    if _duckdb_version(settings.duckdb_path) != version:
-        DuckDBCatalog(settings.duckdb_path).publish(publication)
-    with duckdb.connect(settings.duckdb_path, read_only=True) as connection:
-        result = connection.execute(sql)
-        return [d[0] for d in result.description], result.fetchall(), (
-            f"published star schema version {version} ({settings.duckdb_path})"
-        )
-
-
-def _duckdb_version(path: str) -> str | None:
-    import os
-
-    import duckdb
-
-    if not os.path.exists(path):
-        return None
-    with duckdb.connect(path, read_only=True) as connection:
+    catalog = settings.catalog()
+    if as_of:
+        publication = resolve_as_of(catalog, as_of)
+        connection = connect(catalog, publication.snapshots)
+        where = f"star schema version {publication.version} as of {as_of} ({_describe(publication)}; in memory)"
+    else:
+        publication = require_publication(catalog)
+        database = DuckDBFile(settings.duckdb_path)
+        where = f"published star schema version {publication.version} ({settings.duckdb_path})"
         try:
-            return connection.execute("SELECT version FROM _publication").fetchone()[0]
-        except duckdb.CatalogException:
-            return None
+            if not database.follows(publication):
+                database.refresh(catalog, publication)
+            connection = duckdb.connect(settings.duckdb_path, read_only=True)
+        except duckdb.IOException:  # another process holds the file's write lock (a BI tool, a refresh)
+            connection = connect(catalog, publication.snapshots)
+            where = f"published star schema version {publication.version} (in memory: {settings.duckdb_path} is locked)"
+    try:
+        with connection:
+            result = connection.execute(sql)
+            return [d[0] for d in result.description], result.fetchall(), where
+    except duckdb.Error as error:
+        raise ReaderError(str(error).splitlines()[0]) from None
 
 
-def _athena(settings, sql: str):
-    """Athena, through Dagster's AthenaClientResource, on the Glue Data Catalog database."""
+def _athena(settings, sql: str, as_of: str | None = None):
+    """On AWS: Athena, through Dagster's AthenaClientResource, on the Glue Data Catalog database
+    whose Iceberg tables' ``main`` each publish moves; ``as_of`` pins each table to a snapshot."""
     from dagster_aws.athena import AthenaClientResource
 
+    snapshots, where = None, f"Athena workgroup {settings.athena_workgroup}, database {settings.glue_database}"
+    if as_of:
+        from financial_assets.query.catalogs import resolve_as_of
+
+        publication = resolve_as_of(settings.catalog(), as_of)
+        snapshots = publication.snapshots
+        where += f", star schema version {publication.version} as of {as_of} ({_describe(publication)})"
     client = AthenaClientResource(workgroup=settings.athena_workgroup).get_client()
-    rows = client.execute_query(_in_database(sql, settings.glue_database), fetch_results=True)
+    rows = client.execute_query(athena_sql(sql, settings.glue_database, snapshots), fetch_results=True)
     header, *body = rows or [()]
-    return list(header), body, f"Athena workgroup {settings.athena_workgroup}, database {settings.glue_database}"
+    return list(header), body, where
 
 
-def _in_database(sql: str, database: str) -> str:
-    """Athena resolves unqualified table names in the workgroup's default database: qualify ours."""
-    import re
+def athena_sql(sql: str, database: str, snapshots: dict[str, int] | None = None) -> str:
+    """Athena resolves unqualified names in the workgroup's default database: qualify the star
+    tables with ours, and pin each to its snapshot (Iceberg time travel) when ``snapshots`` is given."""
+    from financial_assets.lakehouse.publication import STAR_TABLES
 
-    from financial_assets.transform.star_schema import TABLES
-
-    for table in TABLES:
-        sql = re.sub(rf"(?<![\w.\"]){table}\b", f'"{database}"."{table}"', sql)
+    for table in STAR_TABLES:
+        replacement = f'"{database}"."{table}"'
+        if snapshots:
+            replacement += f" FOR VERSION AS OF {int(snapshots[table])}"
+        sql = re.sub(rf"(?<![\w.\"]){table}\b", lambda _match, r=replacement: r, sql)
     return sql

@@ -1,6 +1,8 @@
-"""The raw zone: each source table extracted as-is, typed, into Parquet in the lakehouse.
+"""The raw zone: each source table extracted as-is, typed, into an Apache Iceberg table
+(namespace `raw` of the lakehouse catalog), written without a JVM.
 
-This replaces the original pipeline's AWS DMS full-load tasks.
+Each load is one Iceberg commit: its rows and its high-water mark (in the snapshot summary) land
+together or not at all. This replaces the original pipeline's AWS DMS full-load tasks.
 """
 
 
@@ -30,6 +32,7 @@ from financial_assets.extract.contracts import (
     TableContract,
 )
 from financial_assets.extract.loads import (
+    QUARANTINE_TABLE,
     LoadReport,
     SchemaDriftError,
     SourceResetError,
@@ -41,7 +44,9 @@ from financial_assets.extract.loads import (
 from financial_assets.raw.metadata import load_metadata
 from financial_assets.resources import DocumentStoreResource, LakehouseResource, PostgresResource
 
-# A source that is briefly unreachable (failover, network blip) is retried: 2, 4, 8 seconds.
+# A source that is briefly unreachable (failover, network blip) is retried: 2, 4, 8 seconds. So is
+# a load whose Iceberg commit another writer overtook (ConcurrentCommitError): it committed
+# nothing, and the retry plans again from the table's new snapshot.
 SOURCE_RETRY = RetryPolicy(max_retries=3, delay=2, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 PROGRESS_EVERY_S = 10.0
 
@@ -75,8 +80,8 @@ def _reconciliation(report: LoadReport, source_rows: int) -> AssetCheckResult:
         severity=AssetCheckSeverity.ERROR,
         metadata={
             "source_rows": source_rows,
-            "raw_rows": report.manifest.row_count if report.manifest else 0,
-            "quarantined_rows": report.quarantine_manifest.row_count if report.quarantine_manifest else 0,
+            "raw_rows": report.raw_rows,
+            "quarantined_rows": report.quarantined_rows,
         },
     )
 
@@ -90,7 +95,7 @@ def _postgres_raw_asset(contract: TableContract, description: str) -> AssetsDefi
     @asset(
         name=f"raw_{contract.table}",
         group_name="raw",
-        kinds={"postgres", "parquet"},
+        kinds={"postgres", "iceberg"},
         description=description,
         retry_policy=SOURCE_RETRY,
         check_specs=[AssetCheckSpec(RECONCILES, asset=f"raw_{contract.table}", blocking=True,
@@ -102,13 +107,13 @@ def _postgres_raw_asset(contract: TableContract, description: str) -> AssetsDefi
         postgres: PostgresResource,
         lakehouse: LakehouseResource,
     ) -> MaterializeResult:
-        table = lakehouse.raw_table(contract.table)
+        catalog = lakehouse.catalog()
         try:
             with postgres.connect() as connection:
                 report = load_postgres_table(
                     connection,
                     contract,
-                    table,
+                    catalog,
                     full_refresh=config.full_refresh,
                     run_id=context.run.run_id[:8],
                     progress=_progress_logger(context, contract.table),
@@ -123,10 +128,12 @@ def _postgres_raw_asset(contract: TableContract, description: str) -> AssetsDefi
         context.log.info(
             f"{contract.table}: {report.mode} load of {report.rows_loaded:,} rows from "
             f"{postgres.display_url}; high-water mark {report.previous_high_water_mark} -> "
-            f"{report.high_water_mark}"
+            f"{report.high_water_mark} ({report.table}, snapshot {report.snapshot_id})"
         )
+        if report.late_rows:
+            context.log.info(f"{contract.table}: {report.late_rows:,} rows below the mark committed late and were picked up")
         return MaterializeResult(
-            metadata=load_metadata(report, table, contract.pii_columns),
+            metadata=load_metadata(report, contract.pii_columns),
             check_results=[_reconciliation(report, source_rows)],
         )
 
@@ -135,25 +142,29 @@ def _postgres_raw_asset(contract: TableContract, description: str) -> AssetsDefi
 
 raw_customers = _postgres_raw_asset(
     CUSTOMERS,
-    "Customers from PostgreSQL, as the source has them (names, emails, phones and addresses in "
-    "clear: the raw zone is restricted). Small, so each run takes a full snapshot.",
+    "Customers from PostgreSQL into the Iceberg table `raw.customers`, as the source has them "
+    "(names, emails, phones and addresses in clear: the raw zone is restricted). Small, so each "
+    "run replaces the table's rows with a full snapshot, in one Iceberg commit.",
 )
 raw_accounts = _postgres_raw_asset(
     ACCOUNTS,
-    "Accounts from PostgreSQL: savings or checking, balance as DECIMAL(12,2), opening time in "
-    "UTC. Small, so each run takes a full snapshot.",
+    "Accounts from PostgreSQL into the Iceberg table `raw.accounts`: savings or checking, balance "
+    "as DECIMAL(12,2), opening time in UTC. Small, so each run replaces the table's rows with a "
+    "full snapshot, in one Iceberg commit.",
 )
 raw_transactions = _postgres_raw_asset(
     TRANSACTIONS,
-    "Transactions from PostgreSQL, loaded incrementally: each run adds the rows whose "
-    "transaction_id is past the stored high-water mark (run config full_refresh reloads all). "
+    "Transactions from PostgreSQL into the Iceberg table `raw.transactions`, loaded "
+    "incrementally: each run appends, in one Iceberg snapshot, the rows whose transaction_id is "
+    "past the high-water mark recorded in the table's last load snapshot, and the rows below it "
+    "whose transaction committed after that load (run config full_refresh reloads all). "
     "Amounts stay DECIMAL(12,2); the `timestamp` column is a UTC instant.",
 )
 
 
 @asset(
     group_name="raw",
-    kinds={"mongodb", "parquet"},
+    kinds={"mongodb", "iceberg"},
     retry_policy=SOURCE_RETRY,
     check_specs=[
         AssetCheckSpec(RECONCILES, asset="raw_transaction_events", blocking=True, description=RECONCILES_DESCRIPTION),
@@ -168,16 +179,16 @@ def raw_transaction_events(
     lakehouse: LakehouseResource,
 ) -> MaterializeResult:
     """Device, location and fraud-score events from the document store (DocumentDB), read
-    incrementally by `_id` against an explicit schema. Documents that break it land in
-    `raw/transaction_events_quarantine` with the reason and the original document as JSON.
-    `_id` becomes the string `event_id`; `geolocation` keeps its {country, city} structure."""
-    events = lakehouse.raw_table(TRANSACTION_EVENTS.table)
-    quarantine = lakehouse.raw_table(f"{TRANSACTION_EVENTS.table}_quarantine")
+    incrementally by `_id` against an explicit schema into the Iceberg table
+    `raw.transaction_events`. Documents that break it land in `raw.transaction_events_quarantine`
+    with the reason and the original document as JSON. `_id` becomes the string `event_id`;
+    `geolocation` keeps its {country, city} structure."""
+    catalog = lakehouse.catalog()
+    quarantine = catalog.raw_table(QUARANTINE_TABLE)
     with document_store.connect() as database:
         report = load_documents(
             database[TRANSACTION_EVENTS.table],
-            events,
-            quarantine,
+            catalog,
             full_refresh=config.full_refresh,
             run_id=context.run.run_id[:8],
             progress=_progress_logger(context, TRANSACTION_EVENTS.table),
@@ -187,7 +198,7 @@ def raw_transaction_events(
         )
     if report.quarantined:
         context.log.warning(
-            f"transaction_events: {report.quarantined:,} documents quarantined in {quarantine.relpath}"
+            f"transaction_events: {report.quarantined:,} documents quarantined in {quarantine}"
         )
     if report.new_columns:
         context.log.warning(f"transaction_events: new fields carried along: {', '.join(report.new_columns)}")
@@ -199,9 +210,9 @@ def raw_transaction_events(
         check_name="no_quarantined_documents",
         passed=report.quarantined == 0,
         severity=AssetCheckSeverity.WARN,
-        metadata={"quarantined_this_load": report.quarantined, "quarantine_table": quarantine.relpath},
+        metadata={"quarantined_this_load": report.quarantined, "quarantine_table": quarantine},
     )
     return MaterializeResult(
-        metadata=load_metadata(report, events, TRANSACTION_EVENTS.pii_columns),
+        metadata=load_metadata(report, TRANSACTION_EVENTS.pii_columns),
         check_results=[_reconciliation(report, source_rows), quarantined],
     )

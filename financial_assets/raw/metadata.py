@@ -1,4 +1,4 @@
-"""What every raw materialization reports: size, schema, high-water mark and a masked preview."""
+"""What every raw materialization reports: size, schema, snapshot, high-water mark and a masked preview."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pyarrow as pa
 from dagster import MetadataValue, TableColumn, TableSchema
 
 from financial_assets.extract.loads import LoadReport
-from financial_assets.lakehouse.tables import ManifestTable
 
 MASK = "•••"
 
@@ -29,24 +28,29 @@ def markdown_preview(table: pa.Table, masked: frozenset[str]) -> str:
     return "\n".join(lines)
 
 
-def load_metadata(report: LoadReport, table: ManifestTable, pii: frozenset[str]) -> dict:
-    manifest = report.manifest
+def load_metadata(report: LoadReport, pii: frozenset[str]) -> dict:
+    """The materialization's metadata. The snapshot id is text: it is a 64-bit number, beyond
+    what a JSON reader such as the UI's keeps exactly."""
+    state = report.state
     metadata = {
-        "dagster/row_count": MetadataValue.int(manifest.row_count if manifest else 0),
+        "dagster/row_count": MetadataValue.int(report.raw_rows),
         "rows_loaded": MetadataValue.int(report.rows_loaded),
         "load_mode": MetadataValue.text(report.mode),
-        "bytes": MetadataValue.int(manifest.bytes if manifest else 0),
-        "files": MetadataValue.int(len(manifest.files) if manifest else 0),
-        "manifest_version": MetadataValue.int(manifest.version if manifest else 0),
+        "committed": MetadataValue.bool(report.committed),
+        "bytes": MetadataValue.int(state.bytes if state else 0),
+        "files": MetadataValue.int(state.files if state else 0),
+        "snapshot_id": MetadataValue.text(str(report.snapshot_id) if report.snapshot_id is not None else ""),
+        "table": MetadataValue.text(report.table),
         "dagster/column_schema": column_schema(report.schema),
         "high_water_mark": MetadataValue.text(str(report.high_water_mark)),
         "previous_high_water_mark": MetadataValue.text(str(report.previous_high_water_mark)),
-        "location": MetadataValue.path(table.storage.uri_of(table.relpath)),
+        "late_rows": MetadataValue.int(report.late_rows),
         "preview": MetadataValue.md(markdown_preview(report.preview, pii)),
         "new_columns": MetadataValue.json(report.new_columns),
     }
-    if report.quarantine_manifest is not None or report.quarantined:
-        quarantine = report.quarantine_manifest
+    if state is not None:
+        metadata["location"] = MetadataValue.path(state.location)
+    if report.quarantine_state is not None or report.quarantined:
         metadata["quarantined_rows"] = MetadataValue.int(report.quarantined)
-        metadata["quarantine_total_rows"] = MetadataValue.int(quarantine.row_count if quarantine else 0)
+        metadata["quarantine_total_rows"] = MetadataValue.int(report.quarantined_rows)
     return metadata

@@ -47,11 +47,7 @@ def deployment_resources(settings: Settings) -> dict:
             clear_text=settings.pii_clear_text,
         ),
         "star_schema_engine": _star_schema_engine(settings),
-        "reader_catalog": ReaderCatalogResource(
-            duckdb_path=settings.duckdb_path,
-            glue_database=settings.glue_database if aws else None,
-            region=settings.aws_region,
-        ),
+        "reader_catalog": ReaderCatalogResource(duckdb_path=settings.duckdb_path),
         "alerts": alerts_resource(settings.alert_log_path, settings.slack_channel),
     }
     if aws:

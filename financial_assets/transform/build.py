@@ -1,21 +1,24 @@
-"""One build of the star schema: read the raw zone, transform, write a new version.
+"""One build of the star schema: read the raw zone, transform, write an audit branch, audit it.
 
 What both engines run: the local Spark resource calls :func:`build_star_schema_version` in
 process, the AWS Glue job calls it inside Glue and reports the result through Dagster Pipes.
 No Dagster import here.
 
-Each build writes to ``analytics/versions/<version>/<table>/``, a folder no reader looks at
-until the version is published, so a build can fail or be killed halfway without harm.
+Every table is an Apache Iceberg table. A build pins the raw tables' current snapshots, writes the
+four star-schema tables on a branch of their own, ``audit_<version>`` (``main``, which readers
+see, does not move), audits exactly what the branches hold, and appends its record to the
+``star_schema_builds`` table (see `financial_assets.lakehouse.publication`, which publishes it).
 
-A build is *incremental* when it can be: when the published version was built by the same
-code and PII policy from raw tables that have only grown since, and nothing that arrived can
-change one of its facts, the new version reuses the published fact files (hard links, or
-server-side copies on S3) and transforms only the new transactions. Its audit is the published
-version's (recorded in its ``_build.json``) plus the audit of the new rows; the dimensions are
-small and are rebuilt and checked whole. Anything else rebuilds everything, and says why: a
-reloaded transactions or events table, a new event for a published transaction, an account
-that changed customer or disappeared, an account arriving for a published transaction, a
-calendar day lost, changed code or PII key, too many small fact files, or ``full_refresh``.
+A build is *incremental* when it can be: when the published build was made by the same code and
+PII policy, the raw transactions and events have only been appended to since the snapshots it
+read, and nothing that arrived can change one of its facts. Then the fact branch starts at the
+published fact snapshot and only the facts of the new transactions are appended (no file is
+copied); its audit is the published audit plus that of the new rows. The dimensions are small:
+each is rebuilt, replaced in one commit and checked whole. Anything else rebuilds everything and
+says why: a reloaded or rewritten raw table, a transaction committed late below the published
+mark, a new event for a published transaction, an account that changed customer or disappeared,
+an account arriving for a published transaction, a calendar day lost, changed code or PII key,
+or ``full_refresh``.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ from importlib import resources
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
-from financial_assets.lakehouse.publication import VERSIONS, published
-from financial_assets.lakehouse.storage import LakehouseStorage
-from financial_assets.lakehouse.tables import ManifestTable, TableManifest
+from financial_assets.lakehouse.catalog import TABLE_PROPERTIES as CATALOG_TABLE_PROPERTIES
+from financial_assets.lakehouse.catalog import LakehouseCatalog
+from financial_assets.lakehouse.publication import BUILDS, BUILDS_DDL, audit_branch, find_build, latest_publication
 from financial_assets.quality.star_checks import (
     CheckOutcome,
     FactAudit,
@@ -40,6 +44,7 @@ from financial_assets.quality.star_checks import (
     audit_outcomes,
 )
 from financial_assets.transform.pii import PiiPolicy
+from financial_assets.transform.session import configure_session
 from financial_assets.transform.star_schema import (
     STATISTICS,
     TABLES,
@@ -47,16 +52,22 @@ from financial_assets.transform.star_schema import (
     StarSchema,
     build_dimensions,
     build_fact_transactions,
-    configure_session,
     event_statistics,
 )
 
 RAW_TABLES = ("customers", "accounts", "transactions", "transaction_events")
 # Raw tables whose loads append past a cursor; customers and accounts are reloaded whole each
-# time (snapshots), so an incremental build compares what they became instead of their files.
+# time (snapshots), so an incremental build compares what they became instead.
 APPEND_ONLY = ("transactions", "transaction_events")
-# Every incremental build adds a fact file; past this many, the next build rewrites them whole.
-MAX_FACT_FILES = 64
+FACT_PARTITIONING = "days(transaction_at)"
+# Copy-on-write: readers (DuckDB through PyIceberg's planning) never meet delete files.
+TABLE_PROPERTIES = {
+    **CATALOG_TABLE_PROPERTIES,
+    "write.delete.mode": "copy-on-write",
+    "write.update.mode": "copy-on-write",
+    "write.merge.mode": "copy-on-write",
+    "write.spark.accept-any-schema": "true",
+}
 # The code whose change can change a fact or an audit: a change forces a full build.
 _FINGERPRINTED = {
     "financial_assets.transform": ("star_schema.py", "pii.py", "build.py"),
@@ -72,7 +83,9 @@ class RawZoneNotReadyError(RuntimeError):
 @dataclass
 class BuildReport:
     version: str
-    locations: dict[str, str]
+    branch: str
+    tables: dict[str, str]  # table -> Iceberg identifier
+    snapshots: dict[str, int]  # table -> snapshot id at the head of the audit branch
     row_counts: dict[str, int]
     statistics: dict[str, int] = field(default_factory=dict)
     checks: list[CheckOutcome] = field(default_factory=list)
@@ -85,7 +98,9 @@ class BuildReport:
         metadata = {
             "dagster/row_count": self.row_counts[table],
             "version": self.version,
-            "location": self.locations[table],
+            "table": self.tables[table],
+            "branch": self.branch,
+            "snapshot_id": str(self.snapshots[table]),  # 64-bit: text, so no reader rounds it
         }
         if table == "fact_transactions":
             metadata.update(self.statistics)
@@ -93,46 +108,9 @@ class BuildReport:
         return metadata
 
 
-def new_version(run_id: str) -> str:
-    """Sortable by time, unique per run: 20261129T053000Z-<run id prefix>."""
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{run_id[:8]}"
-
-
-def version_path(version: str, table: str) -> str:
-    return f"{VERSIONS}/{version}/{table}"
-
-
-@dataclass(frozen=True)
-class RawZone:
-    """The raw tables as committed when the build started: their manifests and their rows."""
-
-    manifests: dict[str, TableManifest]
-    tables: RawTables
-
-    def inputs(self) -> dict[str, dict]:
-        """What a later build needs to know about this one's input: files, rows, high-water mark."""
-        return {
-            name: {"files": [f.name for f in m.files], "rows": m.row_count, "high_water_mark": m.high_water_mark}
-            for name, m in self.manifests.items()
-        }
-
-    def high_water_mark(self, name: str):
-        return self.manifests[name].high_water_mark
-
-
-def read_raw_zone(spark: SparkSession, storage: LakehouseStorage) -> RawZone:
-    """The committed raw tables, read from the files their manifests list (read once, so the
-    rows and the recorded inputs agree even if a load commits meanwhile)."""
-    manifests, frames = {}, {}
-    for name in RAW_TABLES:
-        table = ManifestTable(storage, f"raw/{name}")
-        manifest = table.manifest()
-        if manifest is None:
-            raise RawZoneNotReadyError(f"raw/{name} has never been loaded: materialize raw_{name} first")
-        manifests[name] = manifest
-        # Every committed load leaves at least one file, empty or not, so the schema is known.
-        frames[name] = spark.read.option("mergeSchema", "true").parquet(*table.file_uris(manifest))
-    return RawZone(manifests, RawTables(**frames))
+def new_version(run_id: str, now: datetime | None = None) -> str:
+    """Sortable by time, unique per run, a valid branch-name part: 20261129_053000_<run id prefix>."""
+    return f"{now or datetime.now(timezone.utc):%Y%m%d_%H%M%S}_{run_id[:8].lower()}"
 
 
 def _source_digest() -> str:
@@ -152,117 +130,211 @@ def transform_fingerprint(policy: PiiPolicy) -> str:
     return hashlib.sha256(f"{_SOURCE_DIGEST}/{policy.fingerprint()}".encode()).hexdigest()[:16]
 
 
+class _Lakehouse:
+    """The catalog as this Spark session sees it: names, snapshots, reads at a snapshot."""
+
+    def __init__(self, spark: SparkSession, catalog: LakehouseCatalog):
+        self.spark, self.catalog = spark, catalog
+
+    def raw(self, name: str) -> str:
+        return self.catalog.spark_table(self.catalog.raw_table(name))
+
+    def star(self, name: str, branch: str | None = None) -> str:
+        return self.catalog.spark_table(self.catalog.analytics_table(name), branch)
+
+    def exists(self, name: str) -> bool:
+        return self.spark.catalog.tableExists(name)
+
+    def ref(self, name: str, ref: str) -> int | None:
+        found = self.spark.sql(f"SELECT snapshot_id FROM {name}.refs WHERE name = '{ref}'").collect()
+        return found[0][0] if found else None
+
+    def at(self, name: str, snapshot_id: int) -> DataFrame:
+        return self.spark.read.format("iceberg").option("versionAsOf", snapshot_id).load(name)
+
+    def appended(self, name: str, after: int, through: int) -> DataFrame:
+        """The rows appended after snapshot ``after`` up to ``through`` (both on one lineage)."""
+        if after == through:
+            return self.at(name, through).limit(0)
+        return (self.spark.read.format("iceberg").option("start-snapshot-id", after)
+                .option("end-snapshot-id", through).load(name))
+
+    def operations_since(self, name: str, after: int, through: int) -> list[str] | None:
+        """The operations of the snapshots after ``after`` up to ``through``; None when ``after``
+        is not an ancestor of ``through`` (the table was replaced, or history expired)."""
+        parents = {r.snapshot_id: (r.parent_id, r.operation) for r in
+                   self.spark.sql(f"SELECT snapshot_id, parent_id, operation FROM {name}.snapshots").collect()}
+        operations, current = [], through
+        while current != after:
+            if current not in parents:
+                return None
+            parent, operation = parents[current]
+            operations.append(operation)
+            current = parent
+        return operations
+
+    def total_records(self, name: str, snapshot_id: int) -> int:
+        row = self.spark.sql(
+            f"SELECT summary['total-records'] FROM {name}.snapshots WHERE snapshot_id = {snapshot_id}").first()
+        return int(row[0])
+
+
+@dataclass(frozen=True)
+class RawZone:
+    """The raw tables at the snapshots the build pinned when it started."""
+
+    snapshots: dict[str, int]
+    tables: RawTables
+
+
+def read_raw_zone(lakehouse: _Lakehouse) -> RawZone:
+    """Each raw table at its current snapshot, pinned, so that the rows and the recorded inputs
+    agree even if a load commits meanwhile."""
+    snapshots, frames = {}, {}
+    for name in RAW_TABLES:
+        table = lakehouse.raw(name)
+        snapshot = lakehouse.ref(table, "main") if lakehouse.exists(table) else None
+        if snapshot is None:
+            raise RawZoneNotReadyError(f"raw table {table} has never been loaded: materialize raw_{name} first")
+        snapshots[name] = snapshot
+        frames[name] = lakehouse.at(table, snapshot)
+    return RawZone(snapshots, RawTables(**frames))
+
+
 @dataclass(frozen=True)
 class BuildPlan:
     mode: str
     reason: str
     base_version: str | None = None
-    base: dict | None = None  # the base version's `incremental` record
+    base_snapshots: dict | None = None  # the published star tables' snapshots
+    base: dict | None = None  # the published build's record
 
     @classmethod
     def full(cls, reason: str) -> BuildPlan:
         return cls(FULL, reason)
 
 
-def _above(frame: DataFrame, column: str, mark) -> DataFrame:
-    return frame if mark is None else frame.where(F.col(column) > F.lit(mark))
-
-
-def _at_or_below(frame: DataFrame, column: str, mark) -> DataFrame:
-    return frame.limit(0) if mark is None else frame.where(F.col(column) <= F.lit(mark))
-
-
 def plan_build(
-    storage: LakehouseStorage, raw: RawZone, fingerprint: str, full_refresh: bool, dimensions: dict[str, DataFrame]
+    lakehouse: _Lakehouse, raw: RawZone, fingerprint: str, full_refresh: bool, dimensions: dict[str, DataFrame]
 ) -> BuildPlan:
-    """Incremental on top of the published version when that is sure to give the same tables
-    as a full build; otherwise full, with the reason."""
+    """Incremental on top of the published build when that is sure to give the same tables as
+    a full build; otherwise full, with the reason."""
     if full_refresh:
         return BuildPlan.full("full refresh requested")
-    publication = published(storage)
+    publication = latest_publication(lakehouse.catalog)
     if publication is None:
         return BuildPlan.full("no version has been published yet")
     base_version = publication.version
-    record = json.loads(storage.read_bytes(f"{VERSIONS}/{base_version}/_build.json") or b"{}").get("incremental")
-    if record is None:
+    published_build = find_build(lakehouse.catalog, base_version)
+    record = published_build.record if published_build else {}
+    if not record:
         return BuildPlan.full(f"published version {base_version} has no record to build on")
     if record["fingerprint"] != fingerprint:
         return BuildPlan.full(f"the transform, its audit or the PII policy changed since version {base_version}")
     for name in APPEND_ONLY:
-        if not set(record["inputs"][name]["files"]) <= {f.name for f in raw.manifests[name].files}:
-            return BuildPlan.full(f"raw/{name} was reloaded since version {base_version}")
-    fact_files = [p for p in storage.list_files(version_path(base_version, "fact_transactions")) if p.endswith(".parquet")]
-    if len(fact_files) >= MAX_FACT_FILES:
-        return BuildPlan.full(f"compacting the {len(fact_files)} fact files of version {base_version}")
-    base = _BaseDimensions(storage, base_version, raw.tables.transaction_events.sparkSession)
-    marks = {name: base_input["high_water_mark"] for name, base_input in record["inputs"].items()}
+        operations = lakehouse.operations_since(lakehouse.raw(name), record["raw_snapshots"][name], raw.snapshots[name])
+        if operations is None or any(operation != "append" for operation in operations):
+            return BuildPlan.full(f"raw {name} was reloaded or rewritten since version {base_version}")
+    plan = BuildPlan(INCREMENTAL, f"new rows on top of version {base_version}", base_version,
+                     publication.snapshots, record)
     why = (
-        _events_for_published_transactions(raw, marks)
-        or _published_accounts_changed(base, dimensions["dim_accounts"])
-        or _accounts_arrived_for_published_transactions(raw, marks, base, dimensions["dim_accounts"])
-        or _days_dropped_from_calendar(base, dimensions["dim_dates"])
+        _transactions_committed_late(lakehouse, raw, plan)
+        or _events_for_published_transactions(lakehouse, raw, plan)
+        or _published_accounts_changed(lakehouse, plan, dimensions["dim_accounts"])
+        or _accounts_arrived_for_published_transactions(lakehouse, raw, plan, dimensions["dim_accounts"])
+        or _days_dropped_from_calendar(lakehouse, plan, dimensions["dim_dates"])
     )
     if why:
         return BuildPlan.full(f"{why} (since version {base_version})")
-    return BuildPlan(INCREMENTAL, f"new rows on top of version {base_version}", base_version, record)
-
-
-class _BaseDimensions:
-    """The base version's dimension tables, by name, as written."""
-
-    def __init__(self, storage: LakehouseStorage, version: str, spark: SparkSession):
-        self._storage, self._version, self._spark = storage, version, spark
-
-    def __getitem__(self, table: str) -> DataFrame:
-        return self._spark.read.parquet(self._storage.uri_of(version_path(self._version, table)))
+    return plan
 
 
 # What can make a published fact differ from what a full build would now give, each returning
-# the reason or None. ``marks`` are the base's high-water marks, by raw table: the published
-# facts are the raw transactions up to its mark.
+# the reason or None.
 
-def _events_for_published_transactions(raw: RawZone, marks: dict) -> str | None:
-    new_events = _above(raw.tables.transaction_events, "event_id", marks["transaction_events"])
-    late = _at_or_below(new_events, "transaction_id", marks["transactions"]).count()
+def _new_rows(lakehouse: _Lakehouse, raw: RawZone, plan: BuildPlan, name: str) -> DataFrame:
+    return lakehouse.appended(lakehouse.raw(name), plan.base["raw_snapshots"][name], raw.snapshots[name])
+
+
+def _base_table(lakehouse: _Lakehouse, plan: BuildPlan, table: str) -> DataFrame:
+    return lakehouse.at(lakehouse.star(table), plan.base_snapshots[table])
+
+
+def _transactions_committed_late(lakehouse: _Lakehouse, raw: RawZone, plan: BuildPlan) -> str | None:
+    """The event statistics settled by the published build count on every transaction up to its
+    greatest id being there; a transaction that committed late, below it, breaks that."""
+    mark = plan.base["settled_through"]
+    if mark is None:
+        return None
+    late = _new_rows(lakehouse, raw, plan, "transactions").where(F.col("transaction_id") <= mark).count()
+    return f"{late:,} transactions committed late, below the published greatest id {mark}" if late else None
+
+
+def _above(frame: DataFrame, column: str, mark) -> DataFrame:
+    return frame if mark is None else frame.where(F.col(column) > F.lit(mark))
+
+
+def _events_for_published_transactions(lakehouse: _Lakehouse, raw: RawZone, plan: BuildPlan) -> str | None:
+    """A new event at or below the published greatest transaction id changes a published fact, or
+    the published count of events for unknown transactions."""
+    mark = plan.base["settled_through"]
+    events = _new_rows(lakehouse, raw, plan, "transaction_events")
+    late = events.count() - _above(events, "transaction_id", mark).count()
     return f"{late:,} new events belong to published transactions" if late else None
 
 
-def _published_accounts_changed(base: _BaseDimensions, dim_accounts: DataFrame) -> str | None:
+def _published_accounts_changed(lakehouse: _Lakehouse, plan: BuildPlan, dim_accounts: DataFrame) -> str | None:
     """Accounts and customers are snapshots: an account may have moved to another customer, its
     customer may have arrived or gone, or the account itself may have gone."""
     columns = ["account_key", "customer_key"]
-    changed = base["dim_accounts"].select(columns).exceptAll(dim_accounts.select(columns)).count()
+    base = _base_table(lakehouse, plan, "dim_accounts").select(columns)
+    changed = base.exceptAll(dim_accounts.select(columns)).count()
     return f"{changed:,} accounts changed customer or were removed" if changed else None
 
 
 def _accounts_arrived_for_published_transactions(
-    raw: RawZone, marks: dict, base: _BaseDimensions, dim_accounts: DataFrame
+    lakehouse: _Lakehouse, raw: RawZone, plan: BuildPlan, dim_accounts: DataFrame
 ) -> str | None:
     """A published transaction whose account was unknown, and is known now."""
-    arrived = [r[0] for r in dim_accounts.select("account_key").exceptAll(base["dim_accounts"].select("account_key")).collect()]
-    if not arrived:
-        return None
-    published_transactions = _at_or_below(raw.tables.transactions, "transaction_id", marks["transactions"])
-    reached = published_transactions.where(F.col("account_id").isin(arrived)).count()
+    base = _base_table(lakehouse, plan, "dim_accounts").select("account_key")
+    arrived = dim_accounts.select("account_key").exceptAll(base)
+    published = lakehouse.at(lakehouse.raw("transactions"), plan.base["raw_snapshots"]["transactions"])
+    reached = published.join(arrived, published["account_id"] == arrived["account_key"], "left_semi").count()
     return f"{reached:,} published transactions belong to accounts that arrived" if reached else None
 
 
-def _days_dropped_from_calendar(base: _BaseDimensions, calendar: DataFrame) -> str | None:
+def _days_dropped_from_calendar(lakehouse: _Lakehouse, plan: BuildPlan, calendar: DataFrame) -> str | None:
     """The calendar could lose days (an account opened later than the first transaction, say)."""
-    dropped = base["dim_dates"].select("date_key").exceptAll(calendar.select("date_key")).count()
+    base = _base_table(lakehouse, plan, "dim_dates").select("date_key")
+    dropped = base.exceptAll(calendar.select("date_key")).count()
     return f"the calendar lost {dropped:,} days that published facts may use" if dropped else None
 
 
-def _write(frame: DataFrame, location: str, files: int | None = None) -> None:
+def _ensure_table(lakehouse: _Lakehouse, table: str, schema: T.StructType, partitioning: str | None = None) -> None:
+    columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in schema)
+    properties = ", ".join(f"'{key}' = '{value}'" for key, value in TABLE_PROPERTIES.items())
+    partitioned = f" PARTITIONED BY ({partitioning})" if partitioning else ""
+    lakehouse.spark.sql(
+        f"CREATE TABLE IF NOT EXISTS {table} ({columns}) USING iceberg{partitioned} TBLPROPERTIES ({properties})"
+    )
+
+
+def _create_branch(lakehouse: _Lakehouse, table: str, branch: str, snapshot_id: int | None) -> None:
+    """The build's branch of ``table``, starting at ``snapshot_id`` (the published state), or at
+    the table's current state when nothing was published."""
+    as_of = f" AS OF VERSION {snapshot_id}" if snapshot_id is not None else ""
+    lakehouse.spark.sql(f"ALTER TABLE {table} CREATE BRANCH `{branch}`{as_of}")
+
+
+def _writer(frame: DataFrame, target: str):
     # Sorted by key within each file, so that a rebuild of the same raw data writes the same rows
-    # in the same order; a global sort would cost another shuffle of the facts (profiled: 1.3 s of 4.5).
-    frame = frame.coalesce(files) if files else frame
-    frame.sortWithinPartitions(frame.columns[0]).write.mode("errorifexists").parquet(location)
+    # in the same order; a global sort would cost another shuffle of the facts.
+    return frame.sortWithinPartitions(frame.columns[0]).writeTo(target).option("mergeSchema", "true")
 
 
 def build_star_schema_version(
     spark: SparkSession,
-    storage: LakehouseStorage,
+    catalog: LakehouseCatalog,
     version: str,
     policy: PiiPolicy,
     thresholds: QualityThresholds | None = None,
@@ -270,95 +342,89 @@ def build_star_schema_version(
     full_refresh: bool = False,
     now: datetime | None = None,
 ) -> BuildReport:
-    """Write a new version of the star schema (incrementally when it can), then audit what was written."""
-    configure_session(spark)
+    """Write the star schema on the branch ``audit_<version>`` of each table (incrementally when
+    it can), audit what the branches hold, and record the build in ``star_schema_builds``."""
+    configure_session(spark, catalog)
     now = now or datetime.now(timezone.utc)
-    raw = read_raw_zone(spark, storage)
+    lakehouse = _Lakehouse(spark, catalog)
+    raw = read_raw_zone(lakehouse)
     fingerprint = transform_fingerprint(policy)
     dimensions = build_dimensions(raw.tables, policy)
-    plan = plan_build(storage, raw, fingerprint, full_refresh, dimensions)
-    locations = {name: storage.uri_of(version_path(version, name)) for name in TABLES}
+    plan = plan_build(lakehouse, raw, fingerprint, full_refresh, dimensions)
+    branch = audit_branch(version)
+    published = plan.base_snapshots or {}
+    incremental = plan.mode == INCREMENTAL
 
-    if plan.mode == FULL:
-        result = _build_fully(spark, raw, dimensions, locations, now)
+    new_transactions = _new_rows(lakehouse, raw, plan, "transactions") if incremental else raw.tables.transactions
+    # Events of transactions the published facts lack: new ones, and older ones that were waiting
+    # (no new transaction is at or below the published greatest id: the plan made sure).
+    open_events = raw.tables.transaction_events
+    if incremental:
+        open_events = _above(open_events, "transaction_id", plan.base["settled_through"])
+    facts = build_fact_transactions(new_transactions, dimensions["dim_accounts"], open_events)
+
+    for name, frame in {**dimensions, "fact_transactions": facts}.items():
+        table = lakehouse.star(name)
+        _ensure_table(lakehouse, table, frame.schema, FACT_PARTITIONING if name == "fact_transactions" else None)
+        _create_branch(lakehouse, table, branch, published.get(name))
+        if name == "fact_transactions" and incremental:
+            _writer(frame, lakehouse.star(name, branch)).append()
+        else:
+            _writer(frame, lakehouse.star(name, branch)).overwrite(F.lit(True))  # one commit replaces all
+
+    snapshots = {name: lakehouse.ref(lakehouse.star(name), branch) for name in TABLES}
+    # The audit reads what the branches hold, not the plan that wrote them.
+    written = StarSchema(**{name: lakehouse.at(lakehouse.star(name), snapshots[name]) for name in TABLES})
+    if incremental:
+        new_rows = lakehouse.appended(lakehouse.star("fact_transactions"), published["fact_transactions"],
+                                      snapshots["fact_transactions"])
+        new_audit = audit_facts(new_rows, written, new_transactions, now)
+        fact_audit = FactAudit.from_dict(plan.base["fact_audit"]) + new_audit
     else:
-        result = _build_incrementally(spark, storage, raw, dimensions, plan, version, locations, now)
-    facts, statistics = result.facts, result.statistics
-    # The audit reads what was written, not the plan that wrote it.
-    written = StarSchema(**{name: spark.read.parquet(location) for name, location in locations.items()})
-    row_counts = {name: frame.count() for name, frame in written.tables().items()}
-    statistics["unknown_account_rows"] = facts.unknown_members.get("account_key", 0)
-    checks = audit_outcomes(written, facts, statistics, thresholds or QualityThresholds(), now)
-    report = BuildReport(version, locations, row_counts, statistics, checks, plan.mode, plan.reason, result.new_fact_rows)
-    storage.write_bytes(
-        f"{VERSIONS}/{version}/_build.json",
-        json.dumps({
-            "version": version,
-            "mode": plan.mode,
-            "mode_reason": plan.reason,
-            "tables": list(TABLES),
-            "row_counts": row_counts,
-            "statistics": statistics,
-            "checks": [
-                {"asset": c.asset, "name": c.name, "passed": c.passed, "severity": c.severity} for c in checks
-            ],
-            # What an incremental build on top of this version starts from.
-            "incremental": {
-                "fingerprint": fingerprint,
-                "inputs": raw.inputs(),
-                "fact_audit": facts.to_dict(),
-                "settled_statistics": result.settled_statistics,
-            },
-        }, indent=1).encode(),
+        new_audit = fact_audit = audit_facts(written.fact_transactions, written, raw.tables.transactions, now)
+
+    settled_through = raw.tables.transactions.agg(F.max("transaction_id")).first()[0]
+    new_statistics = event_statistics(new_transactions, open_events, settled_through)
+    base_settled = plan.base["settled_statistics"] if incremental else {name: 0 for name in STATISTICS}
+    statistics = {name: base_settled[name] + new_statistics[name] for name in STATISTICS}
+    settled = {name: base_settled[name] + new_statistics[f"settled_{name}"] for name in STATISTICS}
+    statistics["unknown_account_rows"] = fact_audit.unknown_members.get("account_key", 0)
+    checks = audit_outcomes(written, fact_audit, statistics, thresholds or QualityThresholds(), now)
+    row_counts = {name: lakehouse.total_records(lakehouse.star(name), snapshots[name]) for name in TABLES}
+    report = BuildReport(
+        version=version, branch=branch, tables={name: catalog.analytics_table(name) for name in TABLES},
+        snapshots=snapshots, row_counts=row_counts, statistics=statistics, checks=checks, mode=plan.mode,
+        mode_reason=plan.reason, new_fact_rows=new_audit.rows,
     )
+    _record_build(lakehouse, report, now, {
+        "fingerprint": fingerprint,
+        "raw_snapshots": raw.snapshots,
+        "fact_audit": fact_audit.to_dict(),
+        "settled_statistics": settled,
+        "settled_through": settled_through,
+    })
     return report
 
 
-@dataclass
-class _Written:
-    facts: FactAudit  # of every fact row of the version
-    statistics: dict[str, int]
-    settled_statistics: dict[str, int]
-    new_fact_rows: int
-
-
-def _build_fully(spark, raw: RawZone, dimensions, locations, now) -> _Written:
-    tables = raw.tables
-    fact = build_fact_transactions(tables.transactions, dimensions["dim_accounts"], tables.transaction_events)
-    for name, frame in {**dimensions, "fact_transactions": fact}.items():
-        _write(frame, locations[name])
-    written = StarSchema(**{name: spark.read.parquet(location) for name, location in locations.items()})
-    facts = audit_facts(written.fact_transactions, written, tables.transactions, now)
-    statistics = event_statistics(tables.transactions, tables.transaction_events, raw.high_water_mark("transactions"))
-    settled = {name: statistics.pop(f"settled_{name}") for name in STATISTICS}
-    return _Written(facts, statistics, settled, facts.rows)
-
-
-def _build_incrementally(spark, storage, raw: RawZone, dimensions, plan: BuildPlan, version: str, locations, now):
-    """The dimensions whole, the facts of new transactions only, then the base's fact files."""
-    base_mark = plan.base["inputs"]["transactions"]["high_water_mark"]
-    tables = raw.tables
-    for name, frame in dimensions.items():
-        _write(frame, locations[name])
-    new_transactions = _above(tables.transactions, "transaction_id", base_mark)
-    # Events of transactions the base does not have: new ones, and older ones that were waiting.
-    open_events = _above(tables.transaction_events, "transaction_id", base_mark)
-    new_facts = build_fact_transactions(new_transactions, dimensions["dim_accounts"], open_events)
-    _write(new_facts, locations["fact_transactions"], files=1)
-    # Audit the new rows now, while the fact folder holds nothing else.
-    new_rows = spark.read.parquet(locations["fact_transactions"])
-    dims_written = StarSchema(
-        **{name: spark.read.parquet(locations[name]) for name in dimensions}, fact_transactions=new_rows
+def _record_build(lakehouse: _Lakehouse, report: BuildReport, built_at: datetime, record: dict) -> None:
+    """One row in ``star_schema_builds``: the audit's verdict and what a later build starts from."""
+    table = lakehouse.star(BUILDS)
+    lakehouse.spark.sql(
+        f"CREATE TABLE IF NOT EXISTS {table} ({BUILDS_DDL}) USING iceberg "
+        f"TBLPROPERTIES ({', '.join(f'{k!r} = {v!r}' for k, v in TABLE_PROPERTIES.items())})"
     )
-    new_audit = audit_facts(new_rows, dims_written, new_transactions, now)
-    facts = FactAudit.from_dict(plan.base["fact_audit"]) + new_audit
-    new_statistics = event_statistics(new_transactions, open_events, raw.high_water_mark("transactions"))
-    base_settled = plan.base["settled_statistics"]
-    statistics = {name: base_settled[name] + new_statistics[name] for name in STATISTICS}
-    settled = {name: base_settled[name] + new_statistics[f"settled_{name}"] for name in STATISTICS}
-    base_fact = version_path(plan.base_version, "fact_transactions")
-    for path in storage.list_files(base_fact):
-        if path.endswith(".parquet"):
-            storage.copy(path, f"{version_path(version, 'fact_transactions')}/{path.rsplit('/', 1)[-1]}")
-    return _Written(facts, statistics, settled, new_audit.rows)
-
+    row = {
+        "version": report.version,
+        "built_at": built_at,
+        "mode": report.mode,
+        "mode_reason": report.mode_reason,
+        "branch": report.branch,
+        "snapshots": report.snapshots,
+        "row_counts": report.row_counts,
+        "checks": json.dumps([
+            {"asset": c.asset, "name": c.name, "passed": c.passed, "severity": c.severity} for c in report.checks
+        ]),
+        "record": json.dumps(record),
+    }
+    frame = lakehouse.spark.createDataFrame([row], schema=lakehouse.spark.table(table).schema)
+    frame.writeTo(table).append()

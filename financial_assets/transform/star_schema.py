@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
@@ -53,11 +53,6 @@ class StarSchema:
 
     def tables(self) -> dict[str, DataFrame]:
         return {name: getattr(self, name) for name in TABLES}
-
-
-def configure_session(spark: SparkSession) -> None:
-    """Session settings the rules depend on: dates are UTC days."""
-    spark.conf.set("spark.sql.session.timeZone", "UTC")
 
 
 def date_key(value: Column) -> Column:
