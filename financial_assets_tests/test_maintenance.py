@@ -337,7 +337,7 @@ def test_maintenance_runs_as_its_own_job_on_a_daily_schedule_stopped_by_default(
     from financial_assets.automation import JOBS, SCHEDULES
 
     [schedule] = [s for s in SCHEDULES if s.name == "daily_lakehouse_maintenance"]
-    assert schedule.job_name == "lakehouse_maintenance" and "lakehouse_maintenance" in {j.name for j in JOBS}
+    assert schedule.job_name == "maintain_lakehouse" and "maintain_lakehouse" in {j.name for j in JOBS}
     assert schedule.default_status == DefaultScheduleStatus.STOPPED
 
 
@@ -357,6 +357,6 @@ def test_the_full_pipeline_does_not_run_maintenance():
     )
 
     full = definitions.resolve_job_def("full_pipeline")
-    maintenance = definitions.resolve_job_def("lakehouse_maintenance")
+    maintenance = definitions.resolve_job_def("maintain_lakehouse")
     assert "lakehouse_maintenance" not in {node.name for node in full.nodes_in_topological_order}
     assert [node.name for node in maintenance.nodes_in_topological_order] == ["lakehouse_maintenance"]

@@ -36,7 +36,7 @@ daily_full_pipeline = ScheduleDefinition(
 )
 
 lakehouse_maintenance_job = define_asset_job(
-    "lakehouse_maintenance",
+    "maintain_lakehouse",
     selection=AssetSelection.assets(lakehouse_maintenance),
     description="Compact fact_transactions, drop stale rollback tags and audit branches, expire old "
     "snapshots and delete the files nothing needs (run config: retention_days, keep, compact).",

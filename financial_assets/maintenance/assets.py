@@ -1,6 +1,6 @@
 """The Dagster asset ``lakehouse_maintenance``: compaction, refs, snapshot expiry, in that order.
 
-Its job (``lakehouse_maintenance``) and its daily schedule (stopped by default) are in
+Its job (``maintain_lakehouse``) and its daily schedule (stopped by default) are in
 `financial_assets.automation`.
 """
 
