@@ -6,6 +6,7 @@ FIN_MONGO_URL); the script is idempotent, so running `pytest` alone starts them 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,15 @@ from financial_assets.settings import Settings
 from financial_assets.sources import connect_document_store
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Fake AWS credentials for the whole suite, set before any JVM starts (Spark's S3FileIO reads
+# them once), so that no client ever finds real ones: AWS itself is moto's server here.
+os.environ.update({
+    "AWS_ACCESS_KEY_ID": "moto-test-key",
+    "AWS_SECRET_ACCESS_KEY": "moto-test-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+})
 
 
 @dataclass(frozen=True)
@@ -107,19 +117,10 @@ def seeded_sources(server_settings: Settings):
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """moto in server mode: a real HTTP AWS endpoint on loopback, shared by the session."""
-    import os
     import socket
 
     from moto.server import ThreadedMotoServer
 
-    # Fake credentials so no client ever looks for real ones; moto accepts any.
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "moto-test-key",
-        "AWS_SECRET_ACCESS_KEY": "moto-test-secret",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-    }.items():
-        os.environ[name] = value
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -11,13 +11,13 @@ to a real boto3 Glue client pointed at moto). A job run is a local subprocess:
   NonOverridableArguments, passed as ``--name value`` pairs after Glue's ``--JOB_ID``,
   ``--JOB_RUN_ID`` and ``--JOB_NAME``;
 - the environment is this one without FIN_*, AWS_*, DAGSTER_* and PYTHON* variables, plus AWS
-  credentials, region and ``AWS_ENDPOINT_URL`` = moto (what the job's role gives it on Glue).
+  credentials, region and ``AWS_ENDPOINT_URL`` = moto (what the job's role gives it on Glue);
+- ``--datalake-formats iceberg`` gives the run the Iceberg runtime, as Glue does: here the jars the
+  suite's own Spark uses, from its Ivy cache (FIN_CACHE_DIR); without it the run has none;
+- ``--conf`` reaches the run's spark-submit as it is (PYSPARK_SUBMIT_ARGS), as on Glue.
 
-An S3 lakehouse (``--lakehouse-uri s3://...``) is mirrored around the run: Glue's Spark reads and
-writes S3 natively, local Spark cannot (it has no hadoop-aws), so the stand-in copies ``raw/``
-down before the run, gives the script the local copy, and uploads the ``analytics/`` it wrote
-when the run succeeds, before reporting SUCCEEDED. Locations in the job's own reports are then
-the mirror's.
+The job reaches its Iceberg catalog and warehouse itself, as on Glue: the run's ``--catalog-*``
+arguments name them (a SQL catalog and a local warehouse, or moto's Glue and S3).
 
 Not emulated: Glue's own Spark (``awsglue`` is absent, so the script uses local Spark), workers
 and capacity, ``--additional-python-modules`` (the venv's packages stand in), CloudWatch logs
@@ -42,6 +42,8 @@ import boto3
 from botocore.exceptions import ClientError
 from botocore.validate import validate_parameters
 
+from financial_assets.transform.session import ivy_cache_dir
+
 # Runs the script as __main__ after removing what Glue would not have: the venv installs
 # `financial_assets` in editable mode, and its import hook would otherwise quietly supply any
 # module missing from the shipped zip from the repository checkout.
@@ -54,7 +56,8 @@ sys.path[0] = os.path.dirname(script)
 runpy.run_path(script, run_name="__main__")
 """
 
-_CONSUMED_BY_GLUE = {"--extra-py-files", "--additional-python-modules", "--python-modules-installer-option"}
+_CONSUMED_BY_GLUE = {"--extra-py-files", "--additional-python-modules", "--python-modules-installer-option",
+                     "--datalake-formats", "--conf"}
 _DROPPED_ENV = re.compile(r"^(FIN_|AWS_|DAGSTER_|PYTHON)")
 _ERROR_TAIL_CHARS = 4000
 
@@ -72,14 +75,14 @@ class _Run:
     state: str = "RUNNING"
     error_message: str | None = None
     log_files: dict[str, Path] = field(default_factory=dict)
-    s3_lakehouse: str | None = None  # the lakehouse mirrored in `directory / "lakehouse"`
 
 
 class GlueStandin:
     """A boto3-Glue-client-like object whose job runs are local subprocesses."""
 
     def __init__(self, endpoint_url: str, region: str = "us-east-1", workdir: str | Path | None = None,
-                 python: str = sys.executable, extra_env: dict[str, str] | None = None):
+                 python: str = sys.executable, extra_env: dict[str, str] | None = None,
+                 iceberg_cache_dir: str | Path | None = None):
         self.endpoint_url = endpoint_url
         self.region = region
         self._glue = boto3.client("glue", endpoint_url=endpoint_url, region_name=region)
@@ -87,6 +90,8 @@ class GlueStandin:
         self._workdir = Path(workdir or tempfile.mkdtemp(prefix="glue-standin-"))
         self._python = python
         self._extra_env = dict(extra_env or {})
+        # Where the Iceberg runtime's jars are (the suite's Ivy cache): Glue's --datalake-formats.
+        self._iceberg_cache_dir = str(iceberg_cache_dir or Path(ivy_cache_dir()).parent)
         self.runs: dict[str, _Run] = {}
 
     def __getattr__(self, name):
@@ -117,24 +122,16 @@ class GlueStandin:
                        for uri in arguments.get("--extra-py-files", "").split(",") if uri.strip()]
         command = [self._python, "-c", _LAUNCHER, str(script),
                    "--JOB_ID", f"j_{job['Name']}", "--JOB_RUN_ID", run_id, "--JOB_NAME", job["Name"]]
-        s3_lakehouse = arguments.get("--lakehouse-uri", "")
-        script_arguments = dict(arguments)
-        if s3_lakehouse.startswith("s3://"):
-            mirror = directory / "lakehouse"
-            self._sync_down(f"{s3_lakehouse.rstrip('/')}/raw/", mirror / "raw")
-            script_arguments["--lakehouse-uri"] = str(mirror)
-            script_arguments.pop("--s3-endpoint-url", None)
-        for name, value in script_arguments.items():
+        for name, value in arguments.items():
             if name not in _CONSUMED_BY_GLUE:
                 command += [name, value]
         logs = {"stdout": directory / "stdout.log", "stderr": directory / "stderr.log"}
         with open(logs["stdout"], "wb") as stdout, open(logs["stderr"], "wb") as stderr:
-            process = subprocess.Popen(command, cwd=directory, env=self._environment(python_path),
+            process = subprocess.Popen(command, cwd=directory, env=self._environment(python_path, arguments),
                                        stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
                                        start_new_session=True)  # its own group: a stop ends the JVM too
         self.runs[run_id] = _Run(run_id, job, arguments, directory, process, datetime.now(timezone.utc),
-                                 log_files=logs,
-                                 s3_lakehouse=s3_lakehouse if s3_lakehouse.startswith("s3://") else None)
+                                 log_files=logs)
         return {"JobRunId": run_id}
 
     def get_job_run(self, **params) -> dict:
@@ -150,7 +147,7 @@ class GlueStandin:
             "StartedOn": run.started_on,
             "LastModifiedOn": run.completed_on or run.started_on,
             "ExecutionTime": int(((run.completed_on or datetime.now(timezone.utc)) - run.started_on).total_seconds()),
-            "GlueVersion": run.job.get("GlueVersion", "5.0"),
+            "GlueVersion": run.job.get("GlueVersion", "6.0"),
             "LogGroupName": "/aws-glue/jobs",
         }
         if run.completed_on:
@@ -196,8 +193,6 @@ class GlueStandin:
         if run.stopped:
             run.state = "STOPPED"
         elif code == 0:
-            if run.s3_lakehouse:
-                self._sync_up(run.directory / "lakehouse" / "analytics", f"{run.s3_lakehouse.rstrip('/')}/analytics/")
             run.state = "SUCCEEDED"
         else:
             run.state = "FAILED"
@@ -211,7 +206,7 @@ class GlueStandin:
         tail = tail.strip()[-_ERROR_TAIL_CHARS:]
         return tail or f"the job's process exited with code {code}"
 
-    def _environment(self, python_path: list[str]) -> dict[str, str]:
+    def _environment(self, python_path: list[str], arguments: dict[str, str]) -> dict[str, str]:
         env = {name: value for name, value in os.environ.items() if not _DROPPED_ENV.match(name)}
         credentials = boto3.Session().get_credentials().get_frozen_credentials()
         env.update({
@@ -225,6 +220,10 @@ class GlueStandin:
         })
         if credentials.token:
             env["AWS_SESSION_TOKEN"] = credentials.token
+        if "iceberg" in arguments.get("--datalake-formats", "").split(","):
+            env["FIN_CACHE_DIR"] = self._iceberg_cache_dir
+        if arguments.get("--conf"):
+            env["PYSPARK_SUBMIT_ARGS"] = f"--conf {arguments['--conf']} pyspark-shell"
         env.update(self._extra_env)
         return env
 
@@ -239,22 +238,6 @@ class GlueStandin:
         except ClientError as error:
             raise self._error("InvalidInputException", f"cannot read {uri}: {error}", "StartJobRun") from error
         return target
-
-    def _sync_down(self, prefix_uri: str, target: Path) -> None:
-        bucket, _, prefix = prefix_uri[len("s3://"):].partition("/")
-        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                if item["Key"].endswith("/"):
-                    continue  # a folder marker
-                local = target / item["Key"][len(prefix):]
-                local.parent.mkdir(parents=True, exist_ok=True)
-                self._s3.download_file(bucket, item["Key"], str(local))
-
-    def _sync_up(self, source: Path, prefix_uri: str) -> None:
-        bucket, _, prefix = prefix_uri[len("s3://"):].partition("/")
-        for path in sorted(source.rglob("*")):
-            if path.is_file():
-                self._s3.upload_file(str(path), bucket, prefix + path.relative_to(source).as_posix())
 
     def _run(self, job_name: str, run_id: str, operation: str) -> _Run:
         run = self.runs.get(run_id)

@@ -1,5 +1,5 @@
-"""FIN_DEPLOYMENT=aws: credentials from Secrets Manager, the Glue Data Catalog following each
-publish, and queries sent to Athena, against moto's HTTP server."""
+"""FIN_DEPLOYMENT=aws: credentials from Secrets Manager, the lakehouse as Iceberg tables in the
+Glue Data Catalog, the build as a Glue job, and queries sent to Athena, against moto's HTTP server."""
 
 import json
 import uuid
@@ -7,13 +7,10 @@ import uuid
 import boto3
 import pytest
 
-from financial_assets.lakehouse.publication import Publication
 from financial_assets.query import cli as query_cli
-from financial_assets.query.catalogs import GlueCatalog, contract_columns
 from financial_assets.query.duckdb_views import ANALYST_QUERY
 from financial_assets.resources import DocumentStoreResource, PostgresResource, deployment_resources
 from financial_assets.settings import Settings, SettingsError
-from financial_assets.transform.star_schema import TABLES
 
 AWS_ENVIRONMENT = {
     "FIN_DEPLOYMENT": "aws",
@@ -23,6 +20,7 @@ AWS_ENVIRONMENT = {
     "FIN_GLUE_STAGING_S3_URI": "s3://bank-lakehouse/glue/packages",
     "FIN_GLUE_PIPES_BUCKET": "bank-lakehouse",
 }
+ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
 
 
 @pytest.fixture
@@ -32,13 +30,31 @@ def aws_endpoint(moto_endpoint, monkeypatch):
     return moto_endpoint
 
 
-def publication(version: str) -> Publication:
-    return Publication(
-        version=version,
-        published_at="2026-11-29T00:00:00+00:00",
-        run_id="run",
-        tables={table: f"s3://bank-lakehouse/lake/analytics/versions/{version}/{table}" for table in TABLES},
+def athena_answers(endpoint: str, columns: list[str], rows: list[tuple]) -> None:
+    """Athena's engine cannot run here: moto's server is told what its next query returns, as
+    Athena returns it (a SELECT's first row repeats the column names)."""
+    import requests
+
+    as_rows = [{"Data": [{"VarCharValue": value} for value in row]} for row in [tuple(columns), *rows]]
+    response = requests.post(f"{endpoint}/moto-api/static/athena/query-results", json={
+        "region": "us-east-1",
+        "results": [{"rows": as_rows, "column_info": [{"Name": name, "Type": "varchar"} for name in columns]}],
+    }, timeout=10)
+    assert response.status_code == 201
+
+
+def sent_to_athena(workgroup: str) -> str:
+    athena = boto3.client("athena")
+    [execution_id] = athena.list_query_executions(WorkGroup=workgroup)["QueryExecutionIds"]
+    return athena.get_query_execution(QueryExecutionId=execution_id)["QueryExecution"]["Query"]
+
+
+def new_workgroup() -> str:
+    workgroup = f"financial-assets-{uuid.uuid4().hex[:6]}"
+    boto3.client("athena").create_work_group(
+        Name=workgroup, Configuration={"ResultConfiguration": {"OutputLocation": "s3://bank-lakehouse/athena-results/"}}
     )
+    return workgroup
 
 
 def test_aws_deployment_refuses_plain_source_urls():
@@ -46,19 +62,23 @@ def test_aws_deployment_refuses_plain_source_urls():
         Settings.from_env({**AWS_ENVIRONMENT, "FIN_POSTGRES_URL": "postgresql://app:pw@db/financial"})
 
 
-def test_aws_deployment_chooses_glue_athena_and_the_glue_catalog():
+def test_aws_deployment_chooses_glue_athena_and_the_glue_data_catalog():
     resources = deployment_resources(Settings.from_env(AWS_ENVIRONMENT))
+    catalog = resources["lakehouse"].catalog()
 
     assert type(resources["star_schema_engine"]).__name__ == "GlueEngine"
     assert resources["athena"].workgroup == "financial-assets"
-    assert (resources["reader_catalog"].glue_database, resources["reader_catalog"].duckdb_path) == ("financial_data_db", None)
+    assert (catalog.kind, catalog.warehouse) == ("glue", "s3://bank-lakehouse/lake")
+    assert (catalog.raw_namespace, catalog.analytics_namespace) == ("financial_data_db_raw", "financial_data_db")
+    assert resources["reader_catalog"].duckdb_path is None  # Athena reads the catalog's tables: nothing to tell
     assert resources["postgres"].url is None and resources["postgres"].secret_id == "financial-assets/sources"
 
 
-def test_local_deployment_chooses_spark_and_a_duckdb_file():
+def test_local_deployment_chooses_spark_a_sql_catalog_and_a_duckdb_file():
     resources = deployment_resources(Settings.from_env({}))
 
     assert type(resources["star_schema_engine"]).__name__ == "LocalSparkEngine"
+    assert resources["lakehouse"].catalog().kind == "sql"
     assert resources["reader_catalog"].duckdb_path.endswith("var/analytics.duckdb")
     assert "athena" not in resources
 
@@ -78,54 +98,40 @@ def test_source_credentials_come_from_secrets_manager(aws_endpoint, seeded_sourc
     assert PostgresResource(secret_id=secret).display_url == f"(secret {secret})"
 
 
-def test_the_glue_catalog_points_every_table_at_the_published_version(aws_endpoint):
-    database = f"financial_data_db_{uuid.uuid4().hex[:6]}"
-    glue = boto3.client("glue")
-    catalog = GlueCatalog(glue, database)
+def test_the_analyst_query_is_sent_to_athena_in_the_workgroup_on_the_catalog_tables(aws_endpoint):
+    workgroup = new_workgroup()
+    athena_answers(aws_endpoint, ["name", "email", "total_transaction_amount"], [])
+    settings = Settings.from_env({**AWS_ENVIRONMENT, "FIN_ATHENA_WORKGROUP": workgroup})
 
-    catalog.publish(publication("v1"))
-    catalog.publish(publication("v2"))
+    query_cli._athena(settings, ANALYST_QUERY)
 
-    tables = {t["Name"]: t for t in glue.get_tables(DatabaseName=database)["TableList"]}
-    assert set(tables) == set(TABLES)
-    fact = tables["fact_transactions"]["StorageDescriptor"]
-    assert fact["Location"] == "s3://bank-lakehouse/lake/analytics/versions/v2/fact_transactions/"
-    assert [(c["Name"], c["Type"]) for c in fact["Columns"]] == contract_columns("fact_transactions")
-    assert ("amount", "decimal(12,2)") in contract_columns("fact_transactions")
-    assert fact["SerdeInfo"]["SerializationLibrary"].endswith("ParquetHiveSerDe")
+    sent = sent_to_athena(workgroup)
+    assert '"financial_data_db"."fact_transactions" AS f' in sent
+    assert '"financial_data_db"."dim_customers" AS c' in sent
 
 
-def test_the_analyst_query_is_sent_to_athena_in_the_workgroup_on_the_catalog_tables(aws_endpoint, monkeypatch):
-    from dagster_aws.athena.resources import AthenaClient
-
-    athena = boto3.client("athena")
-    workgroup = f"financial-assets-{uuid.uuid4().hex[:6]}"
-    athena.create_work_group(Name=workgroup, Configuration={"ResultConfiguration": {"OutputLocation": "s3://bank-lakehouse/athena-results/"}})
-    # Athena's engine cannot run here: the results it would write are the only part stood in for.
-    monkeypatch.setattr(AthenaClient, "_results", lambda self, execution_id: [("name", "email", "total"), ("Ada", "t0k3n", "42.00")])
-    monkeypatch.setattr(AthenaClient, "_poll", lambda self, execution_id: None)
+def test_athenas_answer_comes_back_with_the_querys_columns_and_every_row(aws_endpoint):
+    workgroup = new_workgroup()
+    athena_answers(aws_endpoint, ["name", "email", "total_transaction_amount"],
+                   [("Ada", "t0k3n", "42.00"), ("Bob", "t0k4n", "7.00")])
     settings = Settings.from_env({**AWS_ENVIRONMENT, "FIN_ATHENA_WORKGROUP": workgroup})
 
     columns, rows, _ = query_cli._athena(settings, ANALYST_QUERY)
 
-    [execution_id] = athena.list_query_executions(WorkGroup=workgroup)["QueryExecutionIds"]
-    sent = athena.get_query_execution(QueryExecutionId=execution_id)["QueryExecution"]["Query"]
-    assert '"financial_data_db"."fact_transactions" AS f' in sent
-    assert '"financial_data_db"."dim_customers" AS c' in sent
-    assert (columns, rows) == (["name", "email", "total"], [("Ada", "t0k3n", "42.00")])
+    assert columns == ["name", "email", "total_transaction_amount"]
+    assert rows == [("Ada", "t0k3n", "42.00"), ("Bob", "t0k4n", "7.00")]
 
 
-
-def test_aws_mode_runs_end_to_end_on_moto_up_to_the_athena_call(aws_endpoint, server_settings, spark, tmp_path, monkeypatch):
-    """Sources behind a secret, raw zone and star schema on S3, the build as a Glue job run,
-    publish, the catalog, and the analyst's query sent to Athena."""
+def test_aws_mode_runs_end_to_end_on_moto_up_to_the_athena_call(aws_endpoint, server_settings, tmp_path):
+    """Sources behind a secret; the raw zone and the star schema as Iceberg tables in moto's Glue
+    Data Catalog with their files on moto's S3 (the two databases made as the stack makes them);
+    the build as a Glue job run (a subprocess whose Spark opens the same catalog); publish; and
+    the analyst's query sent to Athena on the catalog's tables."""
     from dagster import materialize
-    from dagster_aws.athena.resources import AthenaClient
 
     from financial_assets.analytics import ANALYTICS_ASSETS
     from financial_assets.analytics.glue import GlueEngine
-    from financial_assets.lakehouse.publication import published
-    from financial_assets.lakehouse.storage import LakehouseStorage
+    from financial_assets.lakehouse.publication import STAR_TABLES, latest_publication
     from financial_assets.raw import RAW_ASSETS
     from financial_assets.sample_data.config import SeedConfig
     from financial_assets.sample_data.seed import seed_sources
@@ -134,18 +140,20 @@ def test_aws_mode_runs_end_to_end_on_moto_up_to_the_athena_call(aws_endpoint, se
 
     suffix = uuid.uuid4().hex[:8]
     bucket, database, workgroup = f"lakehouse-{suffix}", f"financial_data_db_{suffix}", f"wg-{suffix}"
-    s3, secrets = boto3.client("s3"), boto3.client("secretsmanager")
+    s3, secrets, glue = boto3.client("s3"), boto3.client("secretsmanager"), boto3.client("glue")
     s3.create_bucket(Bucket=bucket)
+    for name, zone in ((f"{database}_raw", "raw"), (database, "analytics")):
+        glue.create_database(DatabaseInput={"Name": name, "LocationUri": f"s3://{bucket}/{zone}"})
     pii_secret = secrets.create_secret(Name=f"pii-{suffix}", SecretString=TEST_PII_KEY)["ARN"]
-    boto3.client("glue").create_job(
-        Name=f"transform-{suffix}", Role="arn:aws:iam::123456789012:role/glue", GlueVersion="5.0",
+    glue.create_job(
+        Name=f"transform-{suffix}", Role="arn:aws:iam::123456789012:role/glue", GlueVersion="6.0",
         Command={"Name": "glueetl", "ScriptLocation": f"s3://{bucket}/glue/scripts/transform-to-star-schema.py"},
+        DefaultArguments={"--datalake-formats": "iceberg", "--conf": f"spark.sql.extensions={ICEBERG_EXTENSIONS}"},
     )
     boto3.client("athena").create_work_group(
         Name=workgroup, Configuration={"ResultConfiguration": {"OutputLocation": f"s3://{bucket}/athena-results/"}}
     )
-    monkeypatch.setattr(AthenaClient, "_poll", lambda self, execution_id: None)
-    monkeypatch.setattr(AthenaClient, "_results", lambda self, execution_id: [("name", "email", "total")])
+    athena_answers(aws_endpoint, ["name", "email", "total_transaction_amount"], [])
 
     with _fresh_databases(server_settings) as sources, GlueStandin(aws_endpoint, workdir=tmp_path / "glue") as standin:
         seed_sources(sources.postgres_url, sources.mongo_url, sources.mongo_database,
@@ -158,6 +166,7 @@ def test_aws_mode_runs_end_to_end_on_moto_up_to_the_athena_call(aws_endpoint, se
             "FIN_MONGO_DATABASE": sources.mongo_database,
             "FIN_LAKEHOUSE_URI": f"s3://{bucket}",
             "FIN_S3_ENDPOINT_URL": aws_endpoint,
+            "FIN_CATALOG_NAME": f"aws_{suffix}",
             "FIN_GLUE_JOB_NAME": f"transform-{suffix}",
             "FIN_GLUE_STAGING_S3_URI": f"s3://{bucket}/glue/packages",
             "FIN_GLUE_PIPES_BUCKET": bucket,
@@ -181,14 +190,16 @@ def test_aws_mode_runs_end_to_end_on_moto_up_to_the_athena_call(aws_endpoint, se
         result = materialize([*RAW_ASSETS, *ANALYTICS_ASSETS], resources=resources)
 
     assert result.success
-    storage = LakehouseStorage(f"s3://{bucket}", s3_endpoint_url=aws_endpoint)
-    publication = published(storage)
-    fact = boto3.client("glue").get_table(DatabaseName=database, Name="fact_transactions")["Table"]
-    assert fact["StorageDescriptor"]["Location"] == f"{publication.tables['fact_transactions']}/"
-    assert storage.exists(f"analytics/versions/{publication.version}/fact_transactions/_SUCCESS")
+    catalog = settings.catalog()
+    publication = latest_publication(catalog)
+    for table in STAR_TABLES:  # what Athena reads: each table's main, at the published snapshot
+        registered = glue.get_table(DatabaseName=database, Name=table)["Table"]
+        iceberg = catalog.load().load_table(catalog.analytics_table(table))
+        assert registered["Parameters"]["table_type"].upper() == "ICEBERG", table
+        assert iceberg.location() == f"s3://{bucket}/analytics/{table}", table
+        assert iceberg.current_snapshot().snapshot_id == publication.snapshots[table], table
+    assert {t["Name"] for t in glue.get_tables(DatabaseName=f"{database}_raw")["TableList"]} >= {
+        "customers", "accounts", "transactions", "transaction_events"}
 
-    columns, _, _ = query_cli._athena(settings, ANALYST_QUERY)
-    [execution_id] = boto3.client("athena").list_query_executions(WorkGroup=workgroup)["QueryExecutionIds"]
-    sent = boto3.client("athena").get_query_execution(QueryExecutionId=execution_id)["QueryExecution"]
-    assert f'"{database}"."fact_transactions"' in sent["Query"]
-    assert columns == ["name", "email", "total"]
+    query_cli._athena(settings, ANALYST_QUERY)
+    assert f'"{database}"."fact_transactions"' in sent_to_athena(workgroup)

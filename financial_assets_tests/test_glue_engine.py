@@ -1,30 +1,37 @@
 """The star schema built by an AWS Glue job through Dagster Pipes, against a Glue stand-in on moto.
 
-Each Glue run is a local subprocess with its own JVM (~15 s), so this module makes two: one
-successful build shared by the tests that read it, and one that fails.
+The job runs as Glue 6.0 would run it (`financial_assets_tests.glue_standin`): a subprocess with
+its own JVM (~15 s), the Iceberg runtime of ``--datalake-formats iceberg``, and the catalog its
+``--catalog-*`` arguments name. Here that catalog is the suite's SQL catalog with a local
+warehouse (the Glue Data Catalog on moto is `test_aws_deployment`'s end-to-end test), so this
+module makes three runs: one successful build shared by the tests that read it, a full refresh,
+and one that fails.
 """
 
 import uuid
 
 import boto3
-import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, materialize
 
 from financial_assets.analytics.assets import star_schema
 from financial_assets.analytics.glue import GlueEngine
 from financial_assets.analytics.glue_package import package_zip, upload_if_changed
+from financial_assets.lakehouse.catalog import LakehouseCatalog, catalog_from_job_arguments, glue_job_arguments
 from financial_assets.quality.star_checks import STAR_CHECKS
 from financial_assets.raw import RAW_ASSETS
 from financial_assets.transform.star_schema import TABLES
 from financial_assets_tests.conftest import TEST_PII_KEY as PII_KEY
-from financial_assets_tests.conftest import pipeline_resources
+from financial_assets_tests.conftest import forget_catalog, pipeline_resources
 from financial_assets_tests.glue_standin import GlueStandin
+
+ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
 
 
 @pytest.fixture(scope="module")
 def aws(moto_endpoint):
-    """On moto: a bucket for the job's code and Pipes, the PII key's secret, and the Glue job."""
+    """On moto: a bucket for the job's code and Pipes, the PII key's secret, and the Glue job,
+    defined with the Iceberg arguments of infra/financial-assets.yaml."""
     suffix = uuid.uuid4().hex[:10]
     bucket = f"glue-{suffix}"
     boto3.client("s3", endpoint_url=moto_endpoint).create_bucket(Bucket=bucket)
@@ -37,8 +44,12 @@ def aws(moto_endpoint):
         Role="arn:aws:iam::123456789012:role/financial-assets-glue",
         Command={"Name": "glueetl", "ScriptLocation": f"s3://{bucket}/scripts/transform-to-star-schema.py",
                  "PythonVersion": "3"},
-        GlueVersion="5.0",
-        DefaultArguments={"--additional-python-modules": "dagster-pipes==1.13.27"},
+        GlueVersion="6.0",
+        DefaultArguments={
+            "--additional-python-modules": "dagster-pipes==1.13.27",
+            "--datalake-formats": "iceberg",
+            "--conf": f"spark.sql.extensions={ICEBERG_EXTENSIONS}",
+        },
     )
     return {"endpoint": moto_endpoint, "bucket": bucket, "secret": secret["ARN"], "job": job}
 
@@ -65,25 +76,32 @@ def glue_engine(aws, standin) -> GlueEngine:
     )
 
 
-@pytest.fixture(scope="module")
-def raw_lakehouse(tmp_path_factory, seeded_sources):
-    """A local lakehouse whose raw zone the raw assets loaded from the seeded sources with faults.
+def module_catalog(server_settings, tmp_path_factory) -> LakehouseCatalog:
+    """A lakehouse of this module's own in the suite's SQL catalog database."""
+    return LakehouseCatalog(
+        warehouse=f"file://{tmp_path_factory.mktemp('lakehouse')}",
+        sql_url=server_settings.catalog_url,
+        name=f"test_{uuid.uuid4().hex[:12]}",
+    )
 
-    Local, because the stand-in runs the job on this machine: local Spark cannot read s3://.
-    """
+
+@pytest.fixture(scope="module")
+def raw_lakehouse(server_settings, tmp_path_factory, seeded_sources):
+    """A lakehouse whose raw zone the raw assets loaded from the seeded sources with faults."""
     databases, report = seeded_sources
-    lakehouse = tmp_path_factory.mktemp("lakehouse")
-    result = materialize(RAW_ASSETS, resources=pipeline_resources(lakehouse, databases))
+    catalog = module_catalog(server_settings, tmp_path_factory)
+    result = materialize(RAW_ASSETS, resources=pipeline_resources(catalog, databases))
     assert result.success
-    return lakehouse, report
+    yield catalog, report
+    forget_catalog(catalog)
 
 
 @pytest.fixture(scope="module")
 def glue_build(raw_lakehouse, aws, standin):
     """The star schema materialized once with the Glue engine."""
-    lakehouse, report = raw_lakehouse
+    catalog, report = raw_lakehouse
     result = materialize(
-        [star_schema], resources=pipeline_resources(lakehouse, engine=glue_engine(aws, standin)),
+        [star_schema], resources=pipeline_resources(catalog, engine=glue_engine(aws, standin)),
         raise_on_error=False, instance=DagsterInstance.ephemeral(),
     )
     return result, report
@@ -100,13 +118,16 @@ def materializations(result) -> dict:
     return {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
 
 
-def sorted_table(location: str):
-    table = pq.read_table(location)
-    return table.sort_by([(table.column_names[0], "ascending")])
+def rows_at(catalog: LakehouseCatalog, table: str, metadata) -> list[dict]:
+    """The rows of ``table`` at the snapshot a build reported, in a stable order."""
+    snapshot = int(metadata["snapshot_id"].value)
+    rows = catalog.load().load_table(catalog.analytics_table(table)).scan(snapshot_id=snapshot).to_arrow().to_pylist()
+    return sorted(rows, key=lambda row: tuple(str(value) for value in row.values()))
 
 
-def test_materializing_with_glue_reports_each_table_with_its_row_count(glue_build):
+def test_materializing_with_glue_reports_each_table_with_the_rows_its_snapshot_holds(glue_build, raw_lakehouse):
     result, report = glue_build
+    catalog, _ = raw_lakehouse
     metadata = materializations(result)
 
     assert set(metadata) == set(TABLES)
@@ -114,24 +135,30 @@ def test_materializing_with_glue_reports_each_table_with_its_row_count(glue_buil
     assert metadata["dim_accounts"]["dagster/row_count"].value == report.rows["accounts"] + 1
     assert metadata["fact_transactions"]["dagster/row_count"].value == report.rows["transactions"]
     for table in TABLES:
-        assert metadata[table]["dagster/row_count"].value == pq.read_table(metadata[table]["location"].value).num_rows
+        assert metadata[table]["dagster/row_count"].value == len(rows_at(catalog, table, metadata[table])), table
         assert metadata[table]["AWS Glue Job Run ID"].value.startswith("jr_")  # it ran as a Glue job run
 
 
+def test_the_glue_run_opens_the_catalog_the_engine_was_given(glue_build, raw_lakehouse, standin):
+    catalog, _ = raw_lakehouse
+    run = list(standin.runs.values())[0]
+    argv = [part for pair in run.arguments.items() for part in pair]
+
+    assert catalog_from_job_arguments(argv) == catalog
+
+
 def test_glue_and_local_spark_build_identical_tables(glue_build, raw_lakehouse, spark):
-    lakehouse, _ = raw_lakehouse
+    catalog, _ = raw_lakehouse
     local = materialize(
-        [star_schema],
-        resources=pipeline_resources(lakehouse),
+        [star_schema], resources=pipeline_resources(catalog),
         raise_on_error=False, instance=DagsterInstance.ephemeral(),
     )
     glue_tables, local_tables = materializations(glue_build[0]), materializations(local)
     assert check_outcomes(glue_build[0]) == check_outcomes(local)
 
     for table in TABLES:
-        glue_location, local_location = glue_tables[table]["location"].value, local_tables[table]["location"].value
-        assert glue_location != local_location  # two versions, built apart
-        assert sorted_table(glue_location).equals(sorted_table(local_location)), table
+        assert glue_tables[table]["snapshot_id"].value != local_tables[table]["snapshot_id"].value  # built apart
+        assert rows_at(catalog, table, glue_tables[table]) == rows_at(catalog, table, local_tables[table]), table
 
 
 def test_check_results_arrive_from_glue_and_a_failed_blocking_check_fails_the_step(glue_build):
@@ -153,10 +180,17 @@ def test_the_pii_key_never_travels_as_a_job_argument(glue_build, standin):
         assert all(PII_KEY not in value for value in run.arguments.values())
 
 
-def test_full_refresh_reaches_the_glue_job(raw_lakehouse, aws, standin):
-    lakehouse, _ = raw_lakehouse
+def test_a_catalog_password_never_travels_as_a_job_argument():
+    catalog = LakehouseCatalog(warehouse="file:///lake", sql_url="postgresql://owner:s3cret@db.internal/catalog")
+
+    with pytest.raises(ValueError, match="cannot be a Glue job argument"):
+        glue_job_arguments(catalog)
+
+
+def test_full_refresh_reaches_the_glue_job(glue_build, raw_lakehouse, aws, standin):
+    catalog, _ = raw_lakehouse
     result = materialize(
-        [star_schema], resources=pipeline_resources(lakehouse, engine=glue_engine(aws, standin)),
+        [star_schema], resources=pipeline_resources(catalog, engine=glue_engine(aws, standin)),
         run_config={"ops": {"star_schema": {"config": {"full_refresh": True}}}},
         raise_on_error=False, instance=DagsterInstance.ephemeral(),
     )
@@ -166,21 +200,20 @@ def test_full_refresh_reaches_the_glue_job(raw_lakehouse, aws, standin):
     assert (fact["build_mode"].value, fact["build_mode_reason"].value) == ("full", "full refresh requested")
 
 
-def test_a_failing_glue_run_fails_the_step_with_the_jobs_error(aws, standin, tmp_path):
-    empty_lakehouse = tmp_path  # no raw zone: the job fails inside the transform
-    result = materialize(
-        [star_schema],
-        resources=pipeline_resources(empty_lakehouse, engine=glue_engine(aws, standin)),
-        raise_on_error=False,
-        instance=DagsterInstance.ephemeral(),
-    )
+def test_a_failing_glue_run_fails_the_step_with_the_jobs_error(server_settings, tmp_path_factory, aws, standin):
+    empty = module_catalog(server_settings, tmp_path_factory)  # no raw zone: the job fails inside the transform
+    try:
+        result = materialize(
+            [star_schema], resources=pipeline_resources(empty, engine=glue_engine(aws, standin)),
+            raise_on_error=False, instance=DagsterInstance.ephemeral(),
+        )
+    finally:
+        forget_catalog(empty)
 
     assert not result.success
-    error = result.failure_data_for_node("star_schema").error.cause  # what PipesGlueClient raised
-    message = error.message
+    message = result.failure_data_for_node("star_schema").error.cause.message  # what PipesGlueClient raised
     assert "completed with status FAILED" in message
-    assert "raw/customers has never been loaded" in message
-    assert not (empty_lakehouse / "analytics").exists()
+    assert "has never been loaded" in message
 
 
 def test_an_unchanged_package_is_not_uploaded_again(aws):

@@ -378,13 +378,34 @@ def test_lakehouse_bucket_access_is_logged_by_s3_into_the_log_bucket_only(stack)
 
 # ------------------------------------------------------------------ Glue
 
+# What each Glue version runs (AWS Glue docs, "Migrating AWS Glue for Spark jobs to AWS Glue
+# version 6.0"): Spark, Scala and Iceberg releases.
+GLUE_RUNTIMES = {"6.0": {"spark": "4.1.1", "scala": "2.13", "iceberg": "1.11.0"}}
 
-def test_glue_job_runs_the_repository_script_on_glue_5(stack):
+
+def setup_cfg_pins() -> dict[str, str]:
+    """``name -> version`` of every ``name[extras]==version`` requirement in setup.cfg."""
+    setup = configparser.ConfigParser()
+    setup.read(REPO_ROOT / "setup.cfg")
+    pins = {}
+    for line in setup["options"]["install_requires"].splitlines():
+        if "==" in line and not line.strip().startswith("#"):
+            requirement, version = line.strip().split("==")
+            pins[requirement.split("[")[0]] = version
+    return pins
+
+
+def spark_conf_pairs(value: str) -> dict[str, str]:
+    """A Glue ``--conf`` value (``k=v --conf k=v ...``, as Glue hands it to spark-submit) as a dict."""
+    return dict(pair.strip().split("=", 1) for pair in value.split(" --conf "))
+
+
+def test_glue_job_runs_the_repository_script_on_glue_6(stack):
     from financial_assets.analytics.glue_package import SCRIPT_PATH
 
     job = stack.properties("StarSchemaJob")
 
-    assert job["GlueVersion"] == "5.0"
+    assert job["GlueVersion"] == "6.0"
     assert job["Command"] == {
         "Name": "glueetl",
         "PythonVersion": "3",
@@ -393,15 +414,40 @@ def test_glue_job_runs_the_repository_script_on_glue_5(stack):
     assert SCRIPT_PATH.is_file() and SCRIPT_PATH.name == "transform-to-star-schema.py"
 
 
-def test_glue_job_installs_the_dagster_pipes_version_the_project_pins(stack):
-    setup = configparser.ConfigParser()
-    setup.read(REPO_ROOT / "setup.cfg")
-    requirements = [line.strip() for line in setup["options"]["install_requires"].splitlines()]
-    [pin] = [line for line in requirements if line.startswith("dagster-pipes==")]
-    arguments = stack.properties("StarSchemaJob")["DefaultArguments"]
+def test_glue_version_runs_the_spark_and_iceberg_releases_the_project_pins(stack):
+    from financial_assets.lakehouse.catalog import ICEBERG_SPARK_RUNTIME
 
-    assert arguments["--additional-python-modules"] == pin == "dagster-pipes==1.13.27"
-    assert arguments["--enable-metrics"] == "true"
+    runtime = GLUE_RUNTIMES[stack.properties("StarSchemaJob")["GlueVersion"]]
+    spark_minor = runtime["spark"].rsplit(".", 1)[0]
+
+    assert setup_cfg_pins()["pyspark"] == runtime["spark"]
+    assert ICEBERG_SPARK_RUNTIME == f"org.apache.iceberg:iceberg-spark-runtime-{spark_minor}_{runtime['scala']}:{runtime['iceberg']}"
+
+
+def test_glue_job_installs_the_python_modules_the_project_pins(stack):
+    modules = stack.properties("StarSchemaJob")["DefaultArguments"]["--additional-python-modules"].split(",")
+    pinned = dict(module.split("==") for module in modules)
+
+    assert {name.split("[")[0] for name in pinned} == {"dagster-pipes", "pyiceberg"}
+    for name, version in pinned.items():
+        assert setup_cfg_pins()[name.split("[")[0]] == version, name
+
+
+def test_glue_job_turns_on_glues_iceberg_runtime(stack):
+    assert stack.properties("StarSchemaJob")["DefaultArguments"]["--datalake-formats"] == "iceberg"
+
+
+def test_glue_jobs_spark_starts_with_the_iceberg_extensions_engine_settings_and_the_deployments_catalog(stack):
+    from financial_assets.lakehouse.catalog import ICEBERG_EXTENSIONS
+    from financial_assets.settings import Settings
+    from financial_assets.transform.session import ENGINE_SETTINGS
+
+    catalog = Settings.from_env(deployment_environment(stack)).catalog()
+    conf = spark_conf_pairs(stack.properties("StarSchemaJob")["DefaultArguments"]["--conf"])
+
+    assert conf == {"spark.sql.extensions": ICEBERG_EXTENSIONS, **ENGINE_SETTINGS, **catalog.spark_conf()}
+    assert conf[f"spark.sql.catalog.{catalog.name}.catalog-impl"] == "org.apache.iceberg.aws.glue.GlueCatalog"
+    assert conf[f"spark.sql.catalog.{catalog.name}.io-impl"] == "org.apache.iceberg.aws.s3.S3FileIO"
 
 
 def test_glue_job_is_small_serial_and_time_limited(stack, template):
@@ -437,40 +483,110 @@ def test_default_names_are_the_platforms_defaults(stack):
     assert stack.properties("StarSchemaJob")["Name"] == "transform-to-star-schema"
 
 
+def test_the_glue_databases_are_the_deployments_namespaces_located_at_their_zones(stack):
+    from financial_assets.settings import Settings
+
+    catalog = Settings.from_env(deployment_environment(stack)).catalog()
+    bucket = stack.ref("LakehouseBucket")
+    databases = {
+        stack.properties(name)["DatabaseInput"]["Name"]: stack.properties(name)["DatabaseInput"]["LocationUri"]
+        for name in stack.of_type("AWS::Glue::Database")
+    }
+
+    assert databases == {catalog.raw_namespace: f"s3://{bucket}/raw", catalog.analytics_namespace: f"s3://{bucket}/analytics"}
+    assert catalog.warehouse == f"s3://{bucket}"
+
+
+def test_the_glue_databases_survive_a_deleted_stack_like_the_data_they_register(template):
+    for name, spec in template["Resources"].items():
+        if spec["Type"] in ("AWS::Glue::Database", "AWS::S3::Bucket"):
+            assert (spec.get("DeletionPolicy"), spec.get("UpdateReplacePolicy")) == ("Retain", "Retain"), name
+
+
 # ------------------------------------------------------------------ IAM: the Glue job
 
+GLUE = f"arn:aws:glue:{REGION}:{ACCOUNT}"
 
-def test_glue_role_reads_only_the_raw_zone_its_code_its_versions_and_pipes(stack, glue_role):
+
+def built_tables() -> tuple[str, ...]:
+    """The analytics tables the star-schema build writes: the star tables and the builds record."""
+    from financial_assets.lakehouse.publication import BUILDS, STAR_TABLES
+
+    return (*STAR_TABLES, BUILDS)
+
+
+def table_files(stack: Stack, zone: str, table: str) -> str:
+    """The key prefix of an Iceberg table's files: its Glue database's location, then its name."""
+    database = {"raw": "GlueRawDatabase", "analytics": "GlueDatabase"}[zone]
+    location = stack.properties(database)["DatabaseInput"]["LocationUri"]
+    prefix = location.removeprefix(f"s3://{stack.ref('LakehouseBucket')}/")
+    return f"{prefix}/{table}/"
+
+
+def test_glue_role_reads_the_raw_zone_the_star_schema_its_code_and_pipes(stack, glue_role):
     bucket = stack.arn("LakehouseBucket")
 
-    assert object_resources(glue_role, "s3:GetObject", bucket) == {"raw/*", "glue/*", "analytics/versions/*", "dagster-pipes/*"}
-    for key in ("raw/transactions/_manifest.json", "glue/scripts/transform-to-star-schema.py",
-                "glue/packages/financial_assets-0123.zip"):
+    assert object_resources(glue_role, "s3:GetObject", bucket) == {"raw/*", "analytics/*", "glue/*", "dagster-pipes/*"}
+    for key in ("raw/transactions/metadata/00003-a.metadata.json", "raw/transactions/data/00000-0-a.parquet",
+                "analytics/star_schema_publications/metadata/00001-b.metadata.json",
+                "glue/scripts/transform-to-star-schema.py", "glue/packages/financial_assets-0123.zip"):
         assert allows(glue_role, "s3:GetObject", stack.object_arn(key)), key
-    for key in ("athena-results/q.csv", "analytics/_published.json", "other/x"):
+    for key in ("athena-results/q.csv", "other/x"):
         assert not allows(glue_role, "s3:GetObject", stack.object_arn(key)), key
 
 
-def test_glue_role_writes_only_star_schema_versions_and_pipes_messages(stack, glue_role):
+def test_glue_role_writes_only_the_files_of_the_tables_the_build_writes_and_pipes_messages(stack, glue_role):
     bucket = stack.arn("LakehouseBucket")
-    markers = {"analytics/versions_$folder$", "analytics_$folder$"}  # empty Hadoop directory markers
+    tables = {f"{table_files(stack, 'analytics', table)}*" for table in built_tables()}
 
-    assert object_resources(glue_role, "s3:PutObject", bucket) == {"analytics/versions/*", "dagster-pipes/*", *markers}
-    assert object_resources(glue_role, "s3:DeleteObject", bucket) == {"analytics/versions/*"}
-    assert allows(glue_role, "s3:PutObject", stack.object_arn("analytics/versions/20261129T030000Z/fact_transactions/part-0.parquet"))
-    for key in ("raw/customers/part-0.parquet", "raw/customers/_manifest.json",
+    assert object_resources(glue_role, "s3:PutObject", bucket) == tables | {"dagster-pipes/*"}
+    assert object_resources(glue_role, "s3:DeleteObject", bucket) == tables
+    assert allows(glue_role, "s3:PutObject", stack.object_arn("analytics/fact_transactions/data/date_key=20261129/00000-1-a.parquet"))
+    for key in ("raw/customers/data/00000-0-a.parquet", "raw/customers/metadata/00001-a.metadata.json",
+                "analytics/star_schema_publications/metadata/00002-a.metadata.json",
                 "glue/scripts/transform-to-star-schema.py", "athena-results/q.csv"):
         assert not allows(glue_role, "s3:PutObject", stack.object_arn(key)), key
         assert not allows(glue_role, "s3:DeleteObject", stack.object_arn(key)), key
 
 
-def test_only_the_orchestrator_moves_the_published_pointer(stack, glue_role, orchestrator):
-    from financial_assets.lakehouse.publication import POINTER
+def test_glue_role_reads_both_zones_in_the_glue_catalog(stack, glue_role):
+    for database in (stack.ref("GlueRawDatabase"), stack.ref("GlueDatabase")):
+        assert allows(glue_role, "glue:GetDatabase", f"{GLUE}:database/{database}"), database
+        assert allows(glue_role, "glue:GetTable", f"{GLUE}:table/{database}/customers"), database
+    assert not allows(glue_role, "glue:GetTable", f"{GLUE}:table/other_db/customers")
 
-    pointer = stack.object_arn(POINTER)
 
-    assert not allows(glue_role, "s3:PutObject", pointer)
-    assert allows(orchestrator, "s3:PutObject", pointer)
+def test_glue_role_commits_only_to_the_tables_the_build_writes(stack, glue_role):
+    analytics, raw = stack.ref("GlueDatabase"), stack.ref("GlueRawDatabase")
+
+    for table in built_tables():
+        for action in ("glue:CreateTable", "glue:UpdateTable"):
+            assert allows(glue_role, action, f"{GLUE}:table/{analytics}/{table}"), (action, table)
+    for table in (f"{analytics}/star_schema_publications", f"{raw}/transactions", "other_db/fact_transactions"):
+        assert not allows(glue_role, "glue:UpdateTable", f"{GLUE}:table/{table}"), table
+    for action in ("glue:DeleteTable", "glue:DeleteDatabase", "glue:UpdateDatabase"):
+        assert not allows(glue_role, action, f"{GLUE}:database/{analytics}"), action
+
+
+def test_only_the_orchestrator_records_publications(stack, glue_role, orchestrator):
+    from financial_assets.lakehouse.publication import PUBLICATIONS
+
+    table = f"{GLUE}:table/{stack.ref('GlueDatabase')}/{PUBLICATIONS}"
+    metadata = stack.object_arn(f"{table_files(stack, 'analytics', PUBLICATIONS)}metadata/00002-a.metadata.json")
+
+    assert not allows(glue_role, "glue:UpdateTable", table)
+    assert not allows(glue_role, "s3:PutObject", metadata)
+    assert allows(orchestrator, "glue:UpdateTable", table)
+    assert allows(orchestrator, "s3:PutObject", metadata)
+
+
+def test_roles_create_no_glue_database_but_the_stacks_two(stack, glue_role, orchestrator):
+    ours = {stack.ref("GlueRawDatabase"), stack.ref("GlueDatabase")}
+
+    for role in (glue_role, orchestrator):
+        for database in ours:
+            assert allows(role, "glue:CreateDatabase", f"{GLUE}:database/{database}"), database
+        assert not allows(role, "glue:CreateDatabase", f"{GLUE}:database/other_db")
 
 
 def test_glue_role_reads_only_the_pii_key_secret(stack, glue_role):
@@ -537,14 +653,14 @@ def test_orchestrator_runs_only_the_star_schema_job(stack, orchestrator):
     assert not allows(orchestrator, "glue:UpdateJob", job)
 
 
-def test_orchestrator_maintains_tables_only_in_the_star_schema_database(stack, orchestrator):
-    glue = f"arn:aws:glue:{REGION}:{ACCOUNT}"
-
+def test_orchestrator_commits_tables_only_in_the_lakehouse_databases(stack, orchestrator):
+    for database in (stack.ref("GlueRawDatabase"), stack.ref("GlueDatabase")):
+        for action in ("glue:CreateTable", "glue:UpdateTable", "glue:GetTable"):
+            assert allows(orchestrator, action, f"{GLUE}:table/{database}/customers"), (action, database)
     for action in ("glue:CreateTable", "glue:UpdateTable", "glue:GetTable"):
-        assert allows(orchestrator, action, f"{glue}:table/financial_data_db/dim_customers"), action
-        assert not allows(orchestrator, action, f"{glue}:table/other_db/dim_customers"), action
-    for action in ("glue:DeleteTable", "glue:CreateDatabase", "glue:DeleteDatabase"):
-        assert not allows(orchestrator, action, f"{glue}:database/financial_data_db"), action
+        assert not allows(orchestrator, action, f"{GLUE}:table/other_db/dim_customers"), action
+    for action in ("glue:DeleteTable", "glue:DeleteDatabase", "glue:UpdateDatabase"):
+        assert not allows(orchestrator, action, f"{GLUE}:database/{stack.ref('GlueDatabase')}"), action
 
 
 def test_orchestrator_queries_only_through_the_workgroup(stack, orchestrator):
@@ -555,20 +671,22 @@ def test_orchestrator_queries_only_through_the_workgroup(stack, orchestrator):
         assert not allows(orchestrator, action, f"{workgroups}/primary"), action
 
 
-def test_orchestrator_can_do_what_extraction_the_glue_engine_and_publishing_do(stack, orchestrator):
-    """The S3 calls the code makes on AWS: raw loads, code upload, Pipes, publish and prune, Athena results."""
+def test_orchestrator_can_do_what_extraction_the_glue_engine_publishing_and_maintenance_do(stack, orchestrator):
+    """The S3 calls the code makes on AWS: raw loads, code upload, Pipes, publication records,
+    snapshot expiry's deletes in both zones, Athena results."""
     calls = [
-        ("s3:PutObject", "raw/customers/part-0001.parquet"),
-        ("s3:DeleteObject", "raw/customers/part-0000.parquet"),
-        ("s3:GetObject", "raw/transactions/_manifest.json"),
+        ("s3:PutObject", "raw/customers/data/00000-0-a.parquet"),
+        ("s3:PutObject", "raw/customers/metadata/00002-a.metadata.json"),
+        ("s3:GetObject", "raw/transactions/metadata/snap-1-a.avro"),
+        ("s3:DeleteObject", "raw/customers/data/00000-0-old.parquet"),
         ("s3:PutObject", "glue/scripts/transform-to-star-schema.py"),
         ("s3:PutObject", "glue/packages/financial_assets-0123456789abcdef.zip"),
         ("s3:PutObject", "dagster-pipes/context-1.json"),
         ("s3:DeleteObject", "dagster-pipes/context-1.json"),
         ("s3:GetObject", "dagster-pipes/messages-1/1.json"),
-        ("s3:GetObject", "analytics/versions/20261129T030000Z/_build.json"),
-        ("s3:PutObject", "analytics/_published.json"),
-        ("s3:DeleteObject", "analytics/versions/20261101T030000Z/dim_dates/part-0.parquet"),
+        ("s3:GetObject", "analytics/star_schema_builds/metadata/00004-a.metadata.json"),
+        ("s3:PutObject", "analytics/star_schema_publications/data/00000-0-a.parquet"),
+        ("s3:DeleteObject", "analytics/fact_transactions/data/date_key=20261101/00000-1-old.parquet"),
         ("s3:GetObject", "athena-results/0000-1111.csv"),
     ]
     for action, key in calls:
@@ -644,6 +762,24 @@ def test_athena_workgroup_enforces_encrypted_results_in_the_bucket_and_caps_scan
     assert template["Parameters"]["AthenaBytesScannedCutoff"]["Default"] <= 100 * 2**30
 
 
+def test_athena_workgroup_runs_engine_version_3_which_reads_iceberg_tables(stack):
+    configuration = stack.properties("AthenaWorkGroup")["WorkGroupConfiguration"]
+
+    assert configuration["EngineVersion"] == {"SelectedEngineVersion": "Athena engine version 3"}
+
+
+def test_analysts_read_the_star_schema_but_not_the_raw_zone(stack):
+    query = statements(stack.properties("QueryPolicy")["PolicyDocument"])
+    analytics, raw = stack.ref("GlueDatabase"), stack.ref("GlueRawDatabase")
+
+    assert allows(query, "glue:GetTable", f"{GLUE}:table/{analytics}/fact_transactions")
+    assert allows(query, "s3:GetObject", stack.object_arn("analytics/fact_transactions/metadata/00004-a.metadata.json"))
+    assert not allows(query, "glue:GetTable", f"{GLUE}:table/{raw}/customers")
+    assert not allows(query, "s3:GetObject", stack.object_arn("raw/customers/data/00000-0-a.parquet"))
+    assert not any(a.startswith("glue:") and a.removeprefix("glue:").startswith(("Create", "Update", "Delete"))
+                   for s in query for a in s["Action"])
+
+
 # ------------------------------------------------------------------ outputs: what a deployment sets
 
 DEPLOYMENT_VARIABLES = (
@@ -662,8 +798,8 @@ def test_outputs_name_the_environment_variables_they_fill(template):
 
     for variable in DEPLOYMENT_VARIABLES:
         assert variable in descriptions, variable
-    for name in ("LakehouseBucketName", "GlueJobName", "AthenaWorkGroupName", "GlueDatabaseName", "SourcesSecretArn",
-                 "PiiKeySecretArn", "GlueJobRoleArn", "OrchestratorRoleArn"):
+    for name in ("LakehouseBucketName", "GlueJobName", "AthenaWorkGroupName", "GlueDatabaseName", "GlueRawDatabaseName",
+                 "SourcesSecretArn", "PiiKeySecretArn", "GlueJobRoleArn", "OrchestratorRoleArn"):
         assert name in outputs, name
 
 
@@ -679,6 +815,7 @@ def test_deployment_environment_output_configures_the_aws_deployment(stack):
     assert (settings.deployment, settings.star_schema_engine, settings.aws_region) == ("aws", "glue", REGION)
     assert settings.lakehouse_uri == f"s3://{stack.ref('LakehouseBucket')}"
     assert (settings.glue_database, settings.athena_workgroup) == ("financial_data_db", "financial-assets")
+    assert (settings.catalog().kind, settings.catalog().warehouse) == ("glue", f"s3://{stack.ref('LakehouseBucket')}")
     assert settings.sources_secret_id == stack.ref("SourcesSecret")
     assert (engine.job_name, engine.pipes_bucket, engine.pii_key_secret_id) == (
         "transform-to-star-schema", stack.ref("LakehouseBucket"), stack.ref("PiiKeySecret"))

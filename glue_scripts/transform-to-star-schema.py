@@ -2,17 +2,26 @@
 
 A thin shell: the transform is `financial_assets.transform.build.build_star_schema_version`,
 shipped to the job as a zip through ``--extra-py-files`` (see `financial_assets.analytics.glue`).
+It writes Apache Iceberg tables in the lakehouse's catalog: on AWS the Glue Data Catalog, whose
+Iceberg tables Athena reads; the Spark settings the build depends on are set by the build itself
+(`configure_session`), the same on Glue as on a laptop.
 
 Job arguments (Glue passes ``--name value`` pairs):
 
-- ``--lakehouse-uri``      the lakehouse root (s3://bucket/prefix)
-- ``--version``            the version folder to write, chosen by Dagster
-- ``--s3-endpoint-url``    optional: the lakehouse's S3 endpoint when it is not AWS's
+- ``--catalog-warehouse``  the warehouse, s3://bucket[/prefix]
+- ``--catalog-name``, ``--catalog-raw-namespace``, ``--catalog-analytics-namespace``: the catalog
+  (Spark's name for it) and its two namespaces, on AWS the Glue databases ``<db>_raw`` and ``<db>``
+- ``--catalog-region``     optional: the AWS region of Glue and S3
+- ``--catalog-s3-endpoint-url`` optional: an S3 and Glue endpoint other than AWS's (a stand-in)
+- ``--catalog-sql-url``    optional, a stand-in's only: an Iceberg SQL catalog instead of Glue's
+- ``--version``            the version to build, chosen by Dagster
 - ``--pii-clear-text``     optional, ``true``: the operator's opt-in to clear personal data
 - ``--pii-key-secret-id``  the Secrets Manager secret holding the PII HMAC key
 - ``--quality-thresholds`` optional: the audit's thresholds as JSON (QualityThresholds)
 - ``--full-refresh``       optional, ``true``: rebuild everything even when an incremental build is possible
 - ``--dagster-pipes-context`` / ``--dagster-pipes-messages``: added by `PipesGlueClient`
+
+(See `financial_assets.lakehouse.catalog.glue_job_arguments` for the ``--catalog-*`` ones.)
 
 The PII key is never a job argument (the Glue console shows those): it comes from the
 FIN_PII_HMAC_KEY environment variable when set, otherwise from the secret. AWS clients follow
@@ -35,7 +44,7 @@ from dagster_pipes import (
     open_dagster_pipes,
 )
 
-from financial_assets.lakehouse.storage import LakehouseStorage
+from financial_assets.lakehouse.catalog import catalog_from_job_arguments
 from financial_assets.quality.star_checks import QualityThresholds
 from financial_assets.transform.build import build_star_schema_version
 from financial_assets.transform.pii import PiiPolicy
@@ -52,10 +61,9 @@ class _JobArgumentParser(argparse.ArgumentParser):
 
 
 def parse_job_arguments(argv: list[str]) -> argparse.Namespace:
+    """The job's own arguments (the catalog's are read by `catalog_from_job_arguments`)."""
     parser = _JobArgumentParser(prog="transform-to-star-schema", add_help=False, allow_abbrev=False)
-    parser.add_argument("--lakehouse-uri", required=True)
     parser.add_argument("--version", required=True)
-    parser.add_argument("--s3-endpoint-url", default=None)
     parser.add_argument("--pii-clear-text", default="false", choices=["true", "false"], type=str.lower)
     parser.add_argument("--pii-key-secret-id", default=None)
     parser.add_argument("--quality-thresholds", default=None)
@@ -76,7 +84,8 @@ def pii_policy(arguments: argparse.Namespace) -> PiiPolicy:
 
 
 def job_spark_session():
-    """Glue's own session inside Glue; a local one anywhere else (a stand-in, a laptop)."""
+    """Glue's own session inside Glue (Iceberg through ``--datalake-formats iceberg`` and the
+    job's ``--conf``); a local one anywhere else (a stand-in, a laptop)."""
     try:
         from awsglue.context import GlueContext
     except ImportError:
@@ -94,20 +103,20 @@ def main(argv: list[str]) -> None:
         message_writer=PipesS3MessageWriter(client=s3, interval=MESSAGE_INTERVAL_S),
     ) as pipes:
         arguments = parse_job_arguments(argv)
+        catalog = catalog_from_job_arguments(argv)
         policy = pii_policy(arguments)
-        storage = LakehouseStorage(arguments.lakehouse_uri, s3_endpoint_url=arguments.s3_endpoint_url)
         spark, runtime = job_spark_session()
-        pipes.log.info(f"building star schema version {arguments.version} from {storage.uri} on {runtime}, {policy!r}")
+        pipes.log.info(f"building star schema version {arguments.version} in {catalog!r} on {runtime}, {policy!r}")
         thresholds = (
             QualityThresholds.from_json(arguments.quality_thresholds)
             if arguments.quality_thresholds else QualityThresholds()
         )
         report = build_star_schema_version(
-            spark, storage, arguments.version, policy, thresholds, full_refresh=arguments.full_refresh == "true"
+            spark, catalog, arguments.version, policy, thresholds, full_refresh=arguments.full_refresh == "true"
         )
         pipes.log.info(f"{report.mode} build: {report.mode_reason}; {report.new_fact_rows:,} new fact rows")
         for table in TABLES:
-            pipes.log.info(f"{table}: {report.row_counts[table]:,} rows at {report.locations[table]}")
+            pipes.log.info(f"{table}: {report.row_counts[table]:,} rows")
             pipes.report_asset_materialization(asset_key=table, metadata=report.table_metadata(table))
         for check in report.checks:
             pipes.report_asset_check(

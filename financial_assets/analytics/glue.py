@@ -1,8 +1,10 @@
 """The star schema built by an AWS Glue job, reporting back through Dagster Pipes.
 
-The job (created by infrastructure-as-code: Glue 5.0, its role, ``--additional-python-modules
-dagster-pipes``) runs ``glue_scripts/transform-to-star-schema.py``, which calls the same
-`build_star_schema_version` as the local engine. Before each run this engine brings the job's
+The job (created by infrastructure-as-code: Glue 6.0 with ``--datalake-formats iceberg``, its role,
+``--additional-python-modules``) runs ``glue_scripts/transform-to-star-schema.py``, which calls the
+same `build_star_schema_version` as the local engine, on the same Iceberg catalog: the run's
+``--catalog-*`` arguments name it (`financial_assets.lakehouse.catalog.glue_job_arguments`), on
+AWS the Glue Data Catalog and the S3 warehouse. Before each run this engine brings the job's
 code up to date on S3, uploading only what changed:
 
 - the script, to the job's own ``ScriptLocation`` (asked from Glue), when its SHA-256 differs;
@@ -30,6 +32,7 @@ from dagster_aws.pipes import PipesGlueClient, PipesS3ContextInjector, PipesS3Me
 from pydantic import Field
 
 from financial_assets.analytics.engines import StarSchemaEngine
+from financial_assets.lakehouse.catalog import LakehouseCatalog, glue_job_arguments
 from financial_assets.analytics.glue_package import (
     SCRIPT_PATH,
     entry_script,
@@ -77,16 +80,18 @@ class GlueEngine(StarSchemaEngine):
         """The Glue client `PipesGlueClient` drives (the tests return a stand-in here)."""
         return self.aws_client("glue")
 
-    def job_arguments(self, lakehouse, pii, version: str, thresholds, full_refresh: bool = False) -> dict[str, str]:
+    def job_arguments(
+        self, catalog: LakehouseCatalog, pii, version: str, thresholds, full_refresh: bool = False
+    ) -> dict[str, str]:
+        """The run's arguments: the catalog (``--catalog-*``), the version, the audit's
+        thresholds, and where the PII key is (never the key itself)."""
         arguments = {
-            "--lakehouse-uri": lakehouse.uri,
+            **glue_job_arguments(catalog),
             "--version": version,
             "--quality-thresholds": thresholds.to_json(),
         }
         if full_refresh:
             arguments["--full-refresh"] = "true"
-        if lakehouse.s3_endpoint_url:
-            arguments["--s3-endpoint-url"] = lakehouse.s3_endpoint_url
         if pii.clear_text:
             arguments["--pii-clear-text"] = "true"
         elif self.pii_key_secret_id:
@@ -99,9 +104,10 @@ class GlueEngine(StarSchemaEngine):
         return arguments
 
     def build(self, context, lakehouse, pii, version, thresholds, full_refresh=False):
-        arguments = self.job_arguments(lakehouse, pii, version, thresholds, full_refresh)
-        if not lakehouse.uri.startswith("s3://"):
-            context.log.warning(f"the lakehouse {lakehouse.uri} is not on S3: a Glue job cannot reach it")
+        catalog = lakehouse.catalog()
+        arguments = self.job_arguments(catalog, pii, version, thresholds, full_refresh)
+        if catalog.kind != "glue" or not catalog.warehouse.startswith("s3://"):
+            context.log.warning(f"{catalog!r} is not the Glue Data Catalog on S3: an AWS Glue job cannot reach it")
         glue, s3 = self.glue_client(), self.aws_client("s3")
 
         script_uri = glue.get_job(JobName=self.job_name)["Job"]["Command"]["ScriptLocation"]

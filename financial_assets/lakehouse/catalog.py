@@ -163,8 +163,11 @@ _OPEN: dict[LakehouseCatalog, object] = {}
 
 def _load_catalog(catalog: LakehouseCatalog):
     from pyiceberg.catalog import load_catalog
-    from sqlalchemy.exc import OperationalError
 
+    if catalog.sql_url:  # SQLAlchemy only for the SQL kind: a Glue job may not have it
+        from sqlalchemy.exc import OperationalError
+    else:
+        OperationalError = ()  # noqa: N806 - nothing to catch
     try:
         loaded = load_catalog(catalog.name, **catalog.properties())
     except OperationalError as error:
@@ -174,7 +177,10 @@ def _load_catalog(catalog: LakehouseCatalog):
             "(scripts/services.sh creates the local one; create yours, or set FIN_CATALOG_URL)"
         ) from error
     for namespace in (catalog.raw_namespace, catalog.analytics_namespace):
-        loaded.create_namespace_if_not_exists(namespace)
+        # Asked first: creating, even one that exists, needs a permission (glue:CreateDatabase)
+        # that a deployment whose infrastructure made the namespaces need not grant.
+        if not loaded.namespace_exists(namespace):
+            loaded.create_namespace_if_not_exists(namespace)
     return loaded
 
 

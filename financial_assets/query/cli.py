@@ -128,9 +128,9 @@ def _duckdb(settings, sql: str, as_of: str | None = None):
 
 
 def _athena(settings, sql: str, as_of: str | None = None):
-    """On AWS: Athena, through Dagster's AthenaClientResource, on the Glue Data Catalog database
-    whose Iceberg tables' ``main`` each publish moves; ``as_of`` pins each table to a snapshot."""
-    from dagster_aws.athena import AthenaClientResource
+    """On AWS: Athena, on the Glue Data Catalog database whose Iceberg tables' ``main`` each
+    publish moves; ``as_of`` pins each table to a snapshot."""
+    from financial_assets.query.athena import run_query
 
     snapshots, where = None, f"Athena workgroup {settings.athena_workgroup}, database {settings.glue_database}"
     if as_of:
@@ -139,10 +139,8 @@ def _athena(settings, sql: str, as_of: str | None = None):
         publication = resolve_as_of(settings.catalog(), as_of)
         snapshots = publication.snapshots
         where += f", star schema version {publication.version} as of {as_of} ({_describe(publication)})"
-    client = AthenaClientResource(workgroup=settings.athena_workgroup).get_client()
-    rows = client.execute_query(athena_sql(sql, settings.glue_database, snapshots), fetch_results=True)
-    header, *body = rows or [()]
-    return list(header), body, where
+    columns, rows = run_query(athena_sql(sql, settings.glue_database, snapshots), settings.athena_workgroup)
+    return columns, rows, where
 
 
 def athena_sql(sql: str, database: str, snapshots: dict[str, int] | None = None) -> str:

@@ -131,7 +131,9 @@ def transform_fingerprint(policy: PiiPolicy) -> str:
 
 
 class _Lakehouse:
-    """The catalog as this Spark session sees it: names, snapshots, reads at a snapshot."""
+    """The catalog as a build sees it: Spark reads and writes the data; table metadata (refs,
+    snapshots, their summaries) comes from PyIceberg, which answers in milliseconds where a
+    Spark query of a metadata table costs a job."""
 
     def __init__(self, spark: SparkSession, catalog: LakehouseCatalog):
         self.spark, self.catalog = spark, catalog
@@ -142,12 +144,19 @@ class _Lakehouse:
     def star(self, name: str, branch: str | None = None) -> str:
         return self.catalog.spark_table(self.catalog.analytics_table(name), branch)
 
-    def exists(self, name: str) -> bool:
-        return self.spark.catalog.tableExists(name)
+    def _metadata(self, name: str):
+        """The PyIceberg table behind the Spark name ``name``, as committed now (None: no table)."""
+        from pyiceberg.exceptions import NoSuchTableError
+
+        try:
+            return self.catalog.load().load_table(name.removeprefix(f"{self.catalog.name}."))
+        except NoSuchTableError:
+            return None
 
     def ref(self, name: str, ref: str) -> int | None:
-        found = self.spark.sql(f"SELECT snapshot_id FROM {name}.refs WHERE name = '{ref}'").collect()
-        return found[0][0] if found else None
+        table = self._metadata(name)
+        found = table.refs().get(ref) if table is not None else None
+        return found.snapshot_id if found else None
 
     def at(self, name: str, snapshot_id: int) -> DataFrame:
         return self.spark.read.format("iceberg").option("versionAsOf", snapshot_id).load(name)
@@ -162,21 +171,15 @@ class _Lakehouse:
     def operations_since(self, name: str, after: int, through: int) -> list[str] | None:
         """The operations of the snapshots after ``after`` up to ``through``; None when ``after``
         is not an ancestor of ``through`` (the table was replaced, or history expired)."""
-        parents = {r.snapshot_id: (r.parent_id, r.operation) for r in
-                   self.spark.sql(f"SELECT snapshot_id, parent_id, operation FROM {name}.snapshots").collect()}
-        operations, current = [], through
-        while current != after:
-            if current not in parents:
-                return None
-            parent, operation = parents[current]
-            operations.append(operation)
-            current = parent
-        return operations
+        table = self._metadata(name)
+        operations, current = [], table.snapshot_by_id(through)
+        while current is not None and current.snapshot_id != after:
+            operations.append(current.summary.operation.value if current.summary else "unknown")
+            current = table.snapshot_by_id(current.parent_snapshot_id) if current.parent_snapshot_id else None
+        return operations if current is not None else None
 
     def total_records(self, name: str, snapshot_id: int) -> int:
-        row = self.spark.sql(
-            f"SELECT summary['total-records'] FROM {name}.snapshots WHERE snapshot_id = {snapshot_id}").first()
-        return int(row[0])
+        return int(self._metadata(name).snapshot_by_id(snapshot_id).summary["total-records"])
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,7 @@ def read_raw_zone(lakehouse: _Lakehouse) -> RawZone:
     snapshots, frames = {}, {}
     for name in RAW_TABLES:
         table = lakehouse.raw(name)
-        snapshot = lakehouse.ref(table, "main") if lakehouse.exists(table) else None
+        snapshot = lakehouse.ref(table, "main")
         if snapshot is None:
             raise RawZoneNotReadyError(f"raw table {table} has never been loaded: materialize raw_{name} first")
         snapshots[name] = snapshot

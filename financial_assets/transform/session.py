@@ -8,6 +8,7 @@ that differs between Spark releases or between Glue and a laptop can never chang
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -85,6 +86,8 @@ def spark_session(master: str = "local[*]", remote: str | None = None,
     else:
         # Bind the driver to loopback: a laptop or CI box has no business listening elsewhere.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Python workers run this interpreter (the virtualenv's), not whichever python3 is on PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = builder.master(master)
     for key, value in {**session_config(remote=bool(remote)), **(config or {})}.items():
         builder = builder.config(key, value)
