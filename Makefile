@@ -49,7 +49,7 @@ query: $(INSTALLED)
 	$(BIN)/financial-assets query
 
 test: services $(IAC_INSTALLED)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 
 dev: services $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
