@@ -313,13 +313,17 @@ def _days_dropped_from_calendar(lakehouse: _Lakehouse, plan: BuildPlan, calendar
     return f"the calendar lost {dropped:,} days that published facts may use" if dropped else None
 
 
-def _ensure_table(lakehouse: _Lakehouse, table: str, schema: T.StructType, partitioning: str | None = None) -> None:
-    columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in schema)
+def _ensure_table(lakehouse: _Lakehouse, table: str, columns: str, partitioning: str | None = None) -> None:
+    """Create ``table`` (Iceberg, :data:`TABLE_PROPERTIES`) with the DDL ``columns``, unless it exists."""
     properties = ", ".join(f"'{key}' = '{value}'" for key, value in TABLE_PROPERTIES.items())
     partitioned = f" PARTITIONED BY ({partitioning})" if partitioning else ""
     lakehouse.spark.sql(
         f"CREATE TABLE IF NOT EXISTS {table} ({columns}) USING iceberg{partitioned} TBLPROPERTIES ({properties})"
     )
+
+
+def _columns(schema: T.StructType) -> str:
+    return ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in schema)
 
 
 def _create_branch(lakehouse: _Lakehouse, table: str, branch: str, snapshot_id: int | None) -> None:
@@ -368,7 +372,7 @@ def build_star_schema_version(
 
     for name, frame in {**dimensions, "fact_transactions": facts}.items():
         table = lakehouse.star(name)
-        _ensure_table(lakehouse, table, frame.schema, FACT_PARTITIONING if name == "fact_transactions" else None)
+        _ensure_table(lakehouse, table, _columns(frame.schema), FACT_PARTITIONING if name == "fact_transactions" else None)
         _create_branch(lakehouse, table, branch, published.get(name))
         if name == "fact_transactions" and incremental:
             _writer(frame, lakehouse.star(name, branch)).append()
@@ -399,7 +403,8 @@ def build_star_schema_version(
         snapshots=snapshots, row_counts=row_counts, statistics=statistics, checks=checks, mode=plan.mode,
         mode_reason=plan.reason, new_fact_rows=new_audit.rows,
     )
-    _record_build(lakehouse, report, now, {
+    # Built now, whatever instant the audit judged freshness against.
+    _record_build(lakehouse, report, datetime.now(timezone.utc), {
         "fingerprint": fingerprint,
         "raw_snapshots": raw.snapshots,
         "fact_audit": fact_audit.to_dict(),
@@ -412,10 +417,7 @@ def build_star_schema_version(
 def _record_build(lakehouse: _Lakehouse, report: BuildReport, built_at: datetime, record: dict) -> None:
     """One row in ``star_schema_builds``: the audit's verdict and what a later build starts from."""
     table = lakehouse.star(BUILDS)
-    lakehouse.spark.sql(
-        f"CREATE TABLE IF NOT EXISTS {table} ({BUILDS_DDL}) USING iceberg "
-        f"TBLPROPERTIES ({', '.join(f'{k!r} = {v!r}' for k, v in TABLE_PROPERTIES.items())})"
-    )
+    _ensure_table(lakehouse, table, BUILDS_DDL)
     row = {
         "version": report.version,
         "built_at": built_at,
