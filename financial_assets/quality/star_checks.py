@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from financial_assets.transform.star_schema import UNKNOWN_KEY, RawTables, StarSchema
@@ -138,18 +138,6 @@ def _outcome(asset: str, name: str, passed: bool, **metadata) -> CheckOutcome:
     return CheckOutcome(asset, name, bool(passed), spec.severity, metadata)
 
 
-def _keys_unique_and_not_null(table: str, frame: DataFrame, key: str) -> CheckOutcome:
-    row = frame.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.sum(F.col(key).isNull().cast("int")).alias("null_keys"),
-        F.countDistinct(key).alias("distinct_keys"),
-    ).first()
-    null_keys = int(row["null_keys"] or 0)
-    duplicated = int(row["rows"]) - null_keys - int(row["distinct_keys"])
-    return _outcome(table, "keys_unique_and_not_null", null_keys == 0 and duplicated == 0,
-                    rows=int(row["rows"]), null_keys=null_keys, duplicate_keys=duplicated)
-
-
 def _schema(table: str, frame: DataFrame) -> CheckOutcome:
     actual = tuple((f.name, f.dataType.simpleString()) for f in frame.schema)
     expected = EXPECTED_SCHEMAS[table]
@@ -209,65 +197,109 @@ _SUMMED = ("rows", "with_event", "null_amounts", "non_positive_amounts", "null_t
 _FACT_KEYS = (("date_key", "dim_dates"), ("account_key", "dim_accounts"), ("customer_key", "dim_customers"))
 
 
-def _unexpected_values(frame: DataFrame, column: str, accepted, allow_null: bool,
-                       exempt: F.Column | None = None) -> dict[str, int]:
-    bad = frame.where(~F.col(column).isin(*accepted) | (F.col(column).isNull() if not allow_null else F.lit(False)))
-    if exempt is not None:
-        bad = bad.where(~exempt)
-    return {str(r[column]): int(r["count"]) for r in bad.groupBy(column).count().collect()}
+def _by_kind(frame: DataFrame, kinds: dict[str, Column]) -> DataFrame:
+    """``frame`` with a column ``_kind``, each row repeated once per kind whose condition is true
+    (NULL counts as false): one scan of ``frame`` feeds several counts."""
+    tagged = F.array(*[F.when(condition, F.lit(kind)) for kind, condition in kinds.items()])
+    return frame.select(F.explode(tagged).alias("_kind"), "*").where(F.col("_kind").isNotNull())
 
 
-def _mismatched_days(raw_transactions: DataFrame, fact: DataFrame) -> list[str]:
-    """Days whose row count or amount differ between raw and fact (the first ten)."""
-    def per_day(frame: DataFrame, timestamp: str) -> DataFrame:
-        return frame.groupBy(F.to_date(timestamp).alias("day")).agg(
-            F.count(F.lit(1)).alias("rows"), F.sum("amount").alias("amount")
-        )
+def _unexpected(column: str, accepted, allow_null: bool) -> Column:
+    """True where ``column`` holds a value outside ``accepted`` (or NULL, unless allowed)."""
+    return ~F.col(column).isin(*accepted) | (F.col(column).isNull() if not allow_null else F.lit(False))
 
-    raw_days = per_day(raw_transactions, "timestamp").alias("r")
-    fact_days = per_day(fact, "transaction_at").alias("f")
-    mismatched = raw_days.join(fact_days, F.col("r.day").eqNullSafe(F.col("f.day")), "full_outer").where(
-        ~F.col("r.rows").eqNullSafe(F.col("f.rows")) | ~F.col("r.amount").eqNullSafe(F.col("f.amount"))
-    )
-    return sorted(str(r["day"]) for r in mismatched.select(F.coalesce("r.day", "f.day").alias("day")).limit(10).collect())
+
+def _value_counts(rows, column: str) -> dict[str, int]:
+    """{value: rows}, by value, from grouped rows (a NULL value is 'None')."""
+    return dict(sorted((str(r[column]), int(r["rows"])) for r in rows))
+
+
+_MISMATCHED_DAYS_KEPT = 10  # the first ten, as sorted text
 
 
 def audit_facts(fact: DataFrame, star: StarSchema, raw_transactions: DataFrame, now: datetime) -> FactAudit:
     """Measure ``fact`` (all fact rows, or only new ones) against the dimensions of ``star`` and
     the raw transactions they came from."""
     now_literal = F.lit(now)  # tz-aware: Spark takes it as the instant it is
-    # One pass over the facts: each dimension's keys joined on (Spark broadcasts the small ones),
-    # unmatched ones counted.
-    resolved = fact
+    # One query, one shuffle, each table read once (every Spark job has a fixed cost, which on small
+    # tables is most of the time): the fact rows, the raw transactions and the dimensions' keys
+    # become rows tagged with a kind, grouped by (kind, the value that kind is about), and only the
+    # groups that say something are collected: the totals, the days whose raw and fact rows differ,
+    # the unexpected values, and the fact keys without a dimension row (at most the distinct keys of
+    # the facts; NULL dimension keys are left out, as a NULL never matches).
+    key_columns = [column for column, _ in _FACT_KEYS]
+    kind = F.col("_kind")
+    facts = _by_kind(fact, {
+        "total": F.lit(True),
+        "day": F.lit(True),
+        "transaction_type": _unexpected("transaction_type", ACCEPTED_TRANSACTION_TYPES, allow_null=False),
+        "device_type": _unexpected("device_type", ACCEPTED_DEVICE_TYPES, allow_null=True),
+        **{column: F.lit(True) for column in key_columns},
+    }).select(
+        kind,
+        F.when(kind == "day", F.to_date("transaction_at")).alias("day"),
+        *[F.when(kind == column, F.col(column)).alias(column)
+          for column in ("transaction_type", "device_type", *key_columns)],
+        F.lit(1).alias("_fact"),
+        F.col("amount").alias("_fact_amount"),
+        F.col("device_type").alias("_event"),
+        F.when(F.col("transaction_at") <= now_literal, F.col("transaction_at")).alias("_newest"),
+        F.col("amount").isNull().cast("int").alias("_null_amounts"),
+        (F.col("amount") <= 0).cast("int").alias("_non_positive_amounts"),
+        F.col("transaction_at").isNull().cast("int").alias("_null_times"),
+        (F.col("transaction_at") > now_literal).cast("int").alias("_future_times"),
+        (~F.col("fraud_score").between(0, 1)).cast("int").alias("_scores_out_of_range"),
+        *[(F.col(column) == UNKNOWN_KEY).cast("int").alias(f"_unknown_{column}") for column in key_columns],
+    )
+    raw = _by_kind(raw_transactions, {"total": F.lit(True), "day": F.lit(True)}).select(
+        kind,
+        F.when(kind == "day", F.to_date("timestamp")).alias("day"),
+        F.lit(1).alias("_raw"),
+        F.col("amount").alias("_raw_amount"),
+    )
+    tagged = facts.unionByName(raw, allowMissingColumns=True)
     for column, dimension in _FACT_KEYS:
-        keys = getattr(star, dimension).select(F.col(column).alias(f"_{column}"), F.lit(True).alias(f"_has_{column}"))
-        keys = keys.dropDuplicates([f"_{column}"])  # a repeated key is its own check's failure, not more facts
-        resolved = resolved.join(keys, resolved[column] == keys[f"_{column}"], "left")
-    totals = resolved.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.count("device_type").alias("with_event"),
-        F.max(F.when(F.col("transaction_at") <= now_literal, F.col("transaction_at"))).alias("newest"),
-        F.sum((F.col("amount").isNull()).cast("int")).alias("null_amounts"),
-        F.sum((F.col("amount") <= 0).cast("int")).alias("non_positive_amounts"),
-        F.sum((F.col("transaction_at").isNull()).cast("int")).alias("null_times"),
-        F.sum((F.col("transaction_at") > now_literal).cast("int")).alias("future_times"),
-        F.sum((~F.col("fraud_score").between(0, 1)).cast("int")).alias("scores_out_of_range"),
-        *[F.sum((F.col(column) == UNKNOWN_KEY).cast("int")).alias(f"unknown_{column}") for column, _ in _FACT_KEYS],
-        *[F.sum(F.col(f"_has_{column}").isNull().cast("int")).alias(f"unresolved_{column}") for column, _ in _FACT_KEYS],
-    ).first()
-    newest = totals["newest"]
+        keys = getattr(star, dimension).where(F.col(column).isNotNull()).select(
+            F.lit(column).alias("_kind"), F.col(column), F.lit(1).alias("_dimension"))
+        tagged = tagged.unionByName(keys, allowMissingColumns=True)
+    groups = tagged.groupBy("_kind", "day", "transaction_type", "device_type", *key_columns).agg(
+        F.count("_fact").alias("rows"),
+        F.count("_raw").alias("raw_rows"),
+        F.count("_dimension").alias("dimension_rows"),
+        F.sum("_fact_amount").alias("amount"),
+        F.sum("_raw_amount").alias("raw_amount"),
+        F.count("_event").alias("with_event"),
+        F.max("_newest").alias("newest"),
+        *[F.sum(f"_{name}").alias(name) for name in
+          ("null_amounts", "non_positive_amounts", "null_times", "future_times", "scores_out_of_range")],
+        *[F.sum(f"_unknown_{column}").alias(f"unknown_{column}") for column in key_columns],
+    )
+    mismatched = (F.col("rows") != F.col("raw_rows")) | ~F.col("amount").eqNullSafe(F.col("raw_amount"))
+    unresolved = (F.col("rows") > 0) & (F.col("dimension_rows") == 0)
+    collected = groups.where(
+        kind.isin("total", "transaction_type", "device_type")
+        | ((kind == "day") & mismatched)
+        | (kind.isin(*key_columns) & unresolved)
+    ).collect()
+    of_kind: dict[str, list] = {}
+    for row in collected:
+        of_kind.setdefault(row["_kind"], []).append(row)
+    totals = (of_kind.get("total") or [None])[0]  # none when there are neither facts nor raw rows
+
+    def total(name: str) -> int:
+        return int(totals[name] or 0) if totals else 0
+
+    newest = totals["newest"] if totals else None
     if newest is not None and newest.tzinfo is None:
         newest = newest.replace(tzinfo=timezone.utc)  # the session's time zone is UTC
     return FactAudit(
-        **{name: int(totals[name] or 0) for name in _SUMMED if name != "raw_rows"},
+        **{name: total(name) for name in _SUMMED},
         newest=newest.isoformat(timespec="microseconds") if newest else None,
-        unknown_members={column: int(totals[f"unknown_{column}"] or 0) for column, _ in _FACT_KEYS},
-        unresolved={column: int(totals[f"unresolved_{column}"] or 0) for column, _ in _FACT_KEYS},
-        unexpected_transaction_types=_unexpected_values(
-            fact, "transaction_type", ACCEPTED_TRANSACTION_TYPES, allow_null=False),
-        unexpected_device_types=_unexpected_values(fact, "device_type", ACCEPTED_DEVICE_TYPES, allow_null=True),
-        raw_rows=raw_transactions.count(),
-        mismatched_days=_mismatched_days(raw_transactions, fact),
+        unknown_members={column: total(f"unknown_{column}") for column in key_columns},
+        unresolved={column: sum(int(r["rows"]) for r in of_kind.get(column, [])) for column in key_columns},
+        unexpected_transaction_types=_value_counts(of_kind.get("transaction_type", []), "transaction_type"),
+        unexpected_device_types=_value_counts(of_kind.get("device_type", []), "device_type"),
+        mismatched_days=sorted(str(r["day"]) for r in of_kind.get("day", []))[:_MISMATCHED_DAYS_KEPT],
     )
 
 
@@ -275,19 +307,54 @@ def _value_outcome(asset: str, name: str, counts: dict[str, int]) -> CheckOutcom
     return _outcome(asset, name, not counts, unexpected_values=counts, unexpected_rows=sum(counts.values()))
 
 
+_DIMENSION_KEYS = (("dim_customers", "customer_key"), ("dim_accounts", "account_key"), ("dim_dates", "date_key"))
+
+
 def dimension_outcomes(star: StarSchema) -> list[CheckOutcome]:
     """The checks that read the dimensions whole (they are small) and every table's schema."""
-    missing_emails = star.dim_customers.where(
-        (F.col("customer_key") != UNKNOWN_KEY) & F.col("email").isNull()
-    ).count()
+    # One query with one shuffle, as in `audit_facts`: each dimension's rows counted, grouped by key
+    # (a NULL key or a key on several rows comes back, the others stay in Spark), and the rows of
+    # the value checks grouped by value.
+    kind = F.col("_kind")
+    tagged = None
+    for table, key in _DIMENSION_KEYS:
+        kinds = {"rows": F.lit(True), "key": F.lit(True)}
+        if table == "dim_accounts":
+            kinds["account_type"] = _unexpected("account_type", ACCEPTED_ACCOUNT_TYPES, allow_null=False) & (
+                F.col("account_key") != UNKNOWN_KEY)
+        if table == "dim_customers":
+            kinds["missing_email"] = (F.col("customer_key") != UNKNOWN_KEY) & F.col("email").isNull()
+        part = _by_kind(getattr(star, table), kinds).select(
+            F.lit(table).alias("_table"),
+            kind,
+            F.when(kind == "key", F.col(key)).alias(key),
+            *([F.when(kind == "account_type", F.col("account_type")).alias("account_type")]
+              if "account_type" in kinds else []),
+        )
+        tagged = part if tagged is None else tagged.unionByName(part, allowMissingColumns=True)
+    keys = [key for _, key in _DIMENSION_KEYS]
+    groups = tagged.groupBy("_table", "_kind", *keys, "account_type").agg(F.count(F.lit(1)).alias("rows"))
+    null_key = F.lit(True)
+    for key in keys:
+        null_key = null_key & F.col(key).isNull()  # each table's rows have the other tables' keys NULL
+    collected = groups.where((kind != "key") | (F.col("rows") > 1) | null_key).collect()
+
+    def of(table: str, kind_name: str) -> list:
+        return [r for r in collected if r["_table"] == table and r["_kind"] == kind_name]
+
+    def keys_unique_and_not_null(table: str, key: str) -> CheckOutcome:
+        rows = sum(int(r["rows"]) for r in of(table, "rows"))
+        null_keys = sum(int(r["rows"]) for r in of(table, "key") if r[key] is None)
+        duplicated = sum(int(r["rows"]) - 1 for r in of(table, "key") if r[key] is not None)
+        return _outcome(table, "keys_unique_and_not_null", null_keys == 0 and duplicated == 0,
+                        rows=rows, null_keys=null_keys, duplicate_keys=duplicated)
+
+    missing_emails = sum(int(r["rows"]) for r in of("dim_customers", "missing_email"))
     return [
-        _keys_unique_and_not_null("dim_customers", star.dim_customers, "customer_key"),
-        _keys_unique_and_not_null("dim_accounts", star.dim_accounts, "account_key"),
-        _keys_unique_and_not_null("dim_dates", star.dim_dates, "date_key"),
+        *[keys_unique_and_not_null(table, key) for table, key in _DIMENSION_KEYS],
         *[_schema(table, frame) for table, frame in star.tables().items()],
-        _value_outcome("dim_accounts", "accepted_account_types", _unexpected_values(
-            star.dim_accounts, "account_type", ACCEPTED_ACCOUNT_TYPES, allow_null=False,
-            exempt=F.col("account_key") == UNKNOWN_KEY)),
+        _value_outcome("dim_accounts", "accepted_account_types",
+                       _value_counts(of("dim_accounts", "account_type"), "account_type")),
         _outcome("dim_customers", "emails_present", missing_emails == 0, customers_without_email=missing_emails),
     ]
 

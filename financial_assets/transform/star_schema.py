@@ -216,22 +216,31 @@ def event_statistics(
     settled = (
         F.col("transaction_id") <= F.lit(settled_through) if settled_through is not None else F.lit(False)
     )
-    per_transaction = events.groupBy("transaction_id").count()
-    # A semi join, not a join with distinct transaction ids: no aggregation of every transaction.
-    known = per_transaction.join(transactions.select("transaction_id"), "transaction_id", "left_semi")
-
-    def totals(frame: DataFrame, **columns: Column):
-        return frame.agg(*[
-            aggregate for name, value in columns.items()
-            for aggregate in (F.sum(value).alias(name), F.sum(F.when(settled, value)).alias(f"settled_{name}"))
-        ]).first()
-
-    every = totals(per_transaction, events=F.col("count"))
-    matched = totals(known, events=F.col("count"), duplicates=F.col("count") - 1)
+    # One action: the events and the (non-NULL) transaction ids, grouped together by transaction id,
+    # give each id's events and whether the transaction exists; one aggregate sums them. (A join
+    # would cost Spark a job of its own, to broadcast or shuffle the transactions.)
+    ids = events.select("transaction_id", F.lit(1).alias("_event")).unionByName(
+        transactions.where(F.col("transaction_id").isNotNull()).select(
+            "transaction_id", F.lit(1).alias("_transaction")),
+        allowMissingColumns=True,
+    )
+    per_transaction = ids.groupBy("transaction_id").agg(
+        F.count("_event").alias("events"), F.count("_transaction").alias("transactions")
+    ).where(F.col("events") > 0)
+    known = F.col("transactions") > 0
+    measures = {
+        "events": F.col("events"),
+        "known_events": F.when(known, F.col("events")),
+        "duplicates": F.when(known, F.col("events") - 1),
+    }
+    totals = per_transaction.agg(*[
+        aggregate for name, value in measures.items()
+        for aggregate in (F.sum(value).alias(name), F.sum(F.when(settled, value)).alias(f"settled_{name}"))
+    ]).first()
     prefixes = ("", "settled_") if settled_through is not None else ("",)
     result = {}
     for prefix in prefixes:
-        result[f"{prefix}duplicate_events"] = int(matched[f"{prefix}duplicates"] or 0)
-        result[f"{prefix}events_for_unknown_transactions"] = int(every[f"{prefix}events"] or 0) - int(
-            matched[f"{prefix}events"] or 0)
+        result[f"{prefix}duplicate_events"] = int(totals[f"{prefix}duplicates"] or 0)
+        result[f"{prefix}events_for_unknown_transactions"] = int(totals[f"{prefix}events"] or 0) - int(
+            totals[f"{prefix}known_events"] or 0)
     return result
