@@ -16,11 +16,10 @@ import pyarrow as pa
 
 from financial_assets.lakehouse.catalog import TABLE_PROPERTIES, LakehouseCatalog
 from financial_assets.lakehouse.publication import (
-    BUILDS,
-    BUILDS_SCHEMA,
     Publication,
     audit_branch,
     publish,
+    record_build,
 )
 
 SCHEMAS = {
@@ -99,14 +98,14 @@ def write_branches(
     return snapshots
 
 
-def record_build(
+def record_test_build(
     catalog: LakehouseCatalog, version: str, snapshots: dict[str, int], row_counts: dict[str, int] | None = None,
     failed_checks: list[tuple[str, str, str]] = (), mode: str = "full",
 ) -> None:
     """The build's row in ``star_schema_builds``; ``failed_checks`` are (asset, check, severity)."""
     checks = [{"asset": "fact_transactions", "name": "reconciles_with_raw", "passed": True, "severity": "ERROR"}]
     checks += [{"asset": a, "name": n, "passed": False, "severity": s} for a, n, s in failed_checks]
-    row = {
+    record_build(catalog, {
         "version": version,
         "built_at": datetime.now(timezone.utc),
         "mode": mode,
@@ -116,11 +115,7 @@ def record_build(
         "row_counts": list((row_counts or {}).items()),
         "checks": json.dumps(checks),
         "record": "{}",
-    }
-    table = catalog.load().create_table_if_not_exists(
-        catalog.analytics_table(BUILDS), schema=BUILDS_SCHEMA, properties=TABLE_PROPERTIES
-    )
-    table.append(pa.Table.from_pylist([row], schema=BUILDS_SCHEMA))
+    })
 
 
 def build(catalog: LakehouseCatalog, version: str, amounts: dict[int, list[str]], fact_files: int = 1,
@@ -128,7 +123,7 @@ def build(catalog: LakehouseCatalog, version: str, amounts: dict[int, list[str]]
     """A complete, audited build of ``version`` (not published); returns its snapshots."""
     tables = star_rows(amounts, with_dates)
     snapshots = write_branches(catalog, version, tables, fact_files)
-    record_build(catalog, version, snapshots, {name: rows.num_rows for name, rows in tables.items()}, failed_checks)
+    record_test_build(catalog, version, snapshots, {name: rows.num_rows for name, rows in tables.items()}, failed_checks)
     return snapshots
 
 

@@ -173,7 +173,7 @@ def test_views_read_local_files_by_path_without_the_file_scheme():
 def test_a_table_with_delete_files_is_refused(lakehouse_catalog, spark, query):
     from financial_assets.lakehouse.publication import publish
     from financial_assets.transform.session import configure_session
-    from financial_assets_tests.star_builds import record_build, star_rows, write_branches
+    from financial_assets_tests.star_builds import record_test_build, star_rows, write_branches
 
     snapshots = write_branches(lakehouse_catalog, "v1", star_rows(FIRST))
     configure_session(spark, lakehouse_catalog)
@@ -182,7 +182,7 @@ def test_a_table_with_delete_files_is_refused(lakehouse_catalog, spark, query):
     spark.sql(f"DELETE FROM {fact}.branch_audit_v1 WHERE transaction_id = 1")
     table = lakehouse_catalog.load().load_table(lakehouse_catalog.analytics_table("fact_transactions"))
     snapshots["fact_transactions"] = table.refs()["audit_v1"].snapshot_id
-    record_build(lakehouse_catalog, "v1", snapshots)
+    record_test_build(lakehouse_catalog, "v1", snapshots)
     publish(lakehouse_catalog, "v1")
 
     code, _, error = query()

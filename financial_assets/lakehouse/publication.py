@@ -47,7 +47,7 @@ def publication_tag(version: str) -> str:
     return f"published_{version}"
 
 
-# What Spark's build appends to `star_schema_builds` (it creates the table with this schema).
+# What a build appends to `star_schema_builds` (`record_build`).
 BUILDS_SCHEMA = pa.schema([
     pa.field("version", pa.string(), nullable=False),
     pa.field("built_at", pa.timestamp("us", tz="UTC"), nullable=False),
@@ -59,10 +59,6 @@ BUILDS_SCHEMA = pa.schema([
     pa.field("checks", pa.string()),  # JSON: [{"asset", "name", "passed", "severity"}]
     pa.field("record", pa.string()),  # JSON: what an incremental build on top of this one needs
 ])
-BUILDS_DDL = (
-    "version string NOT NULL, built_at timestamp NOT NULL, mode string, mode_reason string, branch string, "
-    "snapshots map<string, bigint>, row_counts map<string, bigint>, checks string, record string"
-)
 
 PUBLICATIONS_SCHEMA = pa.schema([
     pa.field("version", pa.string(), nullable=False),
@@ -170,19 +166,26 @@ def kept_versions(catalog: LakehouseCatalog, keep: int = DEFAULT_KEEP) -> list[s
     return seen[:keep]
 
 
+def record_build(catalog: LakehouseCatalog, row: dict) -> None:
+    """Append one build's row (the columns of :data:`BUILDS_SCHEMA`) to the builds table."""
+    _append(catalog, BUILDS, BUILDS_SCHEMA, row)
+
+
+def _append(catalog: LakehouseCatalog, name: str, schema: pa.Schema, row: dict) -> None:
+    table = catalog.load().create_table_if_not_exists(
+        catalog.analytics_table(name), schema=schema, properties=TABLE_PROPERTIES)
+    table.append(pa.Table.from_pylist([row], schema=schema))
+
+
 def record_publication(catalog: LakehouseCatalog, publication: Publication) -> None:
     """Append ``publication`` to the publications table: the commit point readers follow."""
-    iceberg = catalog.load()
-    identifier = catalog.analytics_table(PUBLICATIONS)
-    table = iceberg.create_table_if_not_exists(identifier, schema=PUBLICATIONS_SCHEMA, properties=TABLE_PROPERTIES)
-    row = {
+    _append(catalog, PUBLICATIONS, PUBLICATIONS_SCHEMA, {
         "version": publication.version,
         "published_at": publication.published_at,
         "kind": publication.kind,
         "run_id": publication.run_id,
         "snapshots": list(publication.snapshots.items()),
-    }
-    table.append(pa.Table.from_pylist([row], schema=PUBLICATIONS_SCHEMA))
+    })
 
 
 def _move_main(catalog: LakehouseCatalog, publication: Publication, drop_branch: str | None = None) -> None:

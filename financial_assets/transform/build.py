@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import resources
 
@@ -35,7 +35,7 @@ from pyspark.sql import types as T
 
 from financial_assets.lakehouse.catalog import TABLE_PROPERTIES as CATALOG_TABLE_PROPERTIES
 from financial_assets.lakehouse.catalog import LakehouseCatalog
-from financial_assets.lakehouse.publication import BUILDS, BUILDS_DDL, audit_branch, find_build, latest_publication
+from financial_assets.lakehouse.publication import audit_branch, find_build, latest_publication, record_build
 from financial_assets.quality.star_checks import (
     CheckOutcome,
     FactAudit,
@@ -211,6 +211,7 @@ class BuildPlan:
     base_version: str | None = None
     base_snapshots: dict | None = None  # the published star tables' snapshots
     base: dict | None = None  # the published build's record
+    settled_through: int | None = None  # incremental: the greatest raw transaction id now
 
     @classmethod
     def full(cls, reason: str) -> BuildPlan:
@@ -240,20 +241,12 @@ def plan_build(
             return BuildPlan.full(f"raw {name} was reloaded or rewritten since version {base_version}")
     plan = BuildPlan(INCREMENTAL, f"new rows on top of version {base_version}", base_version,
                      publication.snapshots, record)
-    why = (
-        _transactions_committed_late(lakehouse, raw, plan)
-        or _events_for_published_transactions(lakehouse, raw, plan)
-        or _published_accounts_changed(lakehouse, plan, dimensions["dim_accounts"])
-        or _accounts_arrived_for_published_transactions(lakehouse, raw, plan, dimensions["dim_accounts"])
-        or _days_dropped_from_calendar(lakehouse, plan, dimensions["dim_dates"])
-    )
+    why, newest = _why_not_incremental(lakehouse, raw, plan, dimensions)
     if why:
         return BuildPlan.full(f"{why} (since version {base_version})")
-    return plan
+    marks = [mark for mark in (record["settled_through"], newest) if mark is not None]
+    return replace(plan, settled_through=max(marks, default=None))
 
-
-# What can make a published fact differ from what a full build would now give, each returning
-# the reason or None.
 
 def _new_rows(lakehouse: _Lakehouse, raw: RawZone, plan: BuildPlan, name: str) -> DataFrame:
     return lakehouse.appended(lakehouse.raw(name), plan.base["raw_snapshots"][name], raw.snapshots[name])
@@ -263,54 +256,93 @@ def _base_table(lakehouse: _Lakehouse, plan: BuildPlan, table: str) -> DataFrame
     return lakehouse.at(lakehouse.star(table), plan.base_snapshots[table])
 
 
-def _transactions_committed_late(lakehouse: _Lakehouse, raw: RawZone, plan: BuildPlan) -> str | None:
-    """The event statistics settled by the published build count on every transaction up to its
-    greatest id being there; a transaction that committed late, below it, breaks that."""
-    mark = plan.base["settled_through"]
-    if mark is None:
-        return None
-    late = _new_rows(lakehouse, raw, plan, "transactions").where(F.col("transaction_id") <= mark).count()
-    return f"{late:,} transactions committed late, below the published greatest id {mark}" if late else None
-
-
 def _above(frame: DataFrame, column: str, mark) -> DataFrame:
     return frame if mark is None else frame.where(F.col(column) > F.lit(mark))
 
 
-def _events_for_published_transactions(lakehouse: _Lakehouse, raw: RawZone, plan: BuildPlan) -> str | None:
-    """A new event at or below the published greatest transaction id changes a published fact, or
-    the published count of events for unknown transactions."""
+# What can make a published fact differ from what a full build would now give, measured in one
+# query (each Spark action costs a fixed second or so, whatever the data): kind -> the rows it
+# counts, tagged "base" (the published tables) or "now", grouped by the columns it compares.
+_LATE_TRANSACTIONS, _LATE_EVENTS = "late_transactions", "late_events"
+_CHANGED_ACCOUNTS, _ARRIVED_ACCOUNTS, _DROPPED_DAYS = "changed_accounts", "arrived_accounts", "dropped_days"
+
+
+def _why_not_incremental(
+    lakehouse: _Lakehouse, raw: RawZone, plan: BuildPlan, dimensions: dict[str, DataFrame]
+) -> tuple[str | None, int | None]:
+    """The reason the published facts cannot be kept (or None), and the greatest new transaction id.
+
+    - a transaction committed late, below the published greatest id (the event statistics the
+      published build settled count on every transaction up to it being there);
+    - a new event at or below that id (it changes a published fact, or the published count of
+      events for unknown transactions);
+    - an account that moved to another customer or disappeared (accounts and customers are
+      reloaded whole, as snapshots), or a published transaction whose account was unknown and
+      has arrived;
+    - a day the calendar lost (an account opened later than the first transaction, say).
+    """
     mark = plan.base["settled_through"]
-    events = _new_rows(lakehouse, raw, plan, "transaction_events")
-    late = events.count() - _above(events, "transaction_id", mark).count()
-    return f"{late:,} new events belong to published transactions" if late else None
+    kind, side = F.col("_kind"), F.col("_side")
 
+    def tagged(frame: DataFrame, name: str, which: str, *columns: str) -> DataFrame:
+        keys = [F.col(c).cast("bigint").alias(f"_k{i}") for i, c in enumerate(columns)]
+        return frame.select(F.lit(name).alias("_kind"), F.lit(which).alias("_side"), *keys)
 
-def _published_accounts_changed(lakehouse: _Lakehouse, plan: BuildPlan, dim_accounts: DataFrame) -> str | None:
-    """Accounts and customers are snapshots: an account may have moved to another customer, its
-    customer may have arrived or gone, or the account itself may have gone."""
-    columns = ["account_key", "customer_key"]
-    base = _base_table(lakehouse, plan, "dim_accounts").select(columns)
-    changed = base.exceptAll(dim_accounts.select(columns)).count()
-    return f"{changed:,} accounts changed customer or were removed" if changed else None
+    late = F.lit(False) if mark is None else F.col("transaction_id") <= F.lit(mark)
+    new_transactions = _new_rows(lakehouse, raw, plan, "transactions").select(
+        F.lit(_LATE_TRANSACTIONS).alias("_kind"), F.lit("now").alias("_side"),
+        F.when(late, 1).alias("_late"), F.col("transaction_id").cast("bigint").alias("_max"))
+    # An event whose transaction id is NULL was never above the mark either.
+    new_events = _new_rows(lakehouse, raw, plan, "transaction_events").select(
+        F.lit(_LATE_EVENTS).alias("_kind"), F.lit("now").alias("_side"),
+        F.when(F.lit(mark is not None) & ~F.coalesce(F.col("transaction_id") > F.lit(mark), F.lit(False)), 1)
+        .alias("_late"))
+    accounts, calendar = _base_table(lakehouse, plan, "dim_accounts"), _base_table(lakehouse, plan, "dim_dates")
+    compared = [
+        tagged(accounts, _CHANGED_ACCOUNTS, "base", "account_key", "customer_key"),
+        tagged(dimensions["dim_accounts"], _CHANGED_ACCOUNTS, "now", "account_key", "customer_key"),
+        tagged(accounts, _ARRIVED_ACCOUNTS, "base", "account_key"),
+        tagged(dimensions["dim_accounts"], _ARRIVED_ACCOUNTS, "now", "account_key"),
+        tagged(calendar, _DROPPED_DAYS, "base", "date_key"),
+        tagged(dimensions["dim_dates"], _DROPPED_DAYS, "now", "date_key"),
+    ]
+    rows = new_transactions.unionByName(new_events, allowMissingColumns=True)
+    for frame in compared:
+        rows = rows.unionByName(frame, allowMissingColumns=True)
+    # Per compared key: its rows on each side; a multiset difference (what exceptAll counts) is
+    # the excess of one side over the other.
+    per_key = rows.groupBy("_kind", "_k0", "_k1").agg(
+        F.count(F.when(side == "base", 1)).alias("base"), F.count(F.when(side == "now", 1)).alias("now"),
+        F.count("_late").alias("late"), F.max("_max").alias("max"))
+    excess = F.when(kind == _ARRIVED_ACCOUNTS, F.col("now") - F.col("base")).otherwise(F.col("base") - F.col("now"))
+    found = {
+        row["_kind"]: row for row in per_key.groupBy("_kind").agg(
+            F.sum(F.greatest(excess, F.lit(0))).alias("excess"), F.sum("late").alias("late"),
+            F.max("max").alias("max"),
+        ).collect()
+    }
 
+    def count(name: str, column: str) -> int:
+        return int(found[name][column] or 0) if name in found else 0
 
-def _accounts_arrived_for_published_transactions(
-    lakehouse: _Lakehouse, raw: RawZone, plan: BuildPlan, dim_accounts: DataFrame
-) -> str | None:
-    """A published transaction whose account was unknown, and is known now."""
-    base = _base_table(lakehouse, plan, "dim_accounts").select("account_key")
-    arrived = dim_accounts.select("account_key").exceptAll(base)
-    published = lakehouse.at(lakehouse.raw("transactions"), plan.base["raw_snapshots"]["transactions"])
-    reached = published.join(arrived, published["account_id"] == arrived["account_key"], "left_semi").count()
-    return f"{reached:,} published transactions belong to accounts that arrived" if reached else None
-
-
-def _days_dropped_from_calendar(lakehouse: _Lakehouse, plan: BuildPlan, calendar: DataFrame) -> str | None:
-    """The calendar could lose days (an account opened later than the first transaction, say)."""
-    base = _base_table(lakehouse, plan, "dim_dates").select("date_key")
-    dropped = base.exceptAll(calendar.select("date_key")).count()
-    return f"the calendar lost {dropped:,} days that published facts may use" if dropped else None
+    newest = found[_LATE_TRANSACTIONS]["max"] if _LATE_TRANSACTIONS in found else None
+    newest = None if newest is None else int(newest)
+    if late := count(_LATE_TRANSACTIONS, "late"):
+        return f"{late:,} transactions committed late, below the published greatest id {mark}", newest
+    if late := count(_LATE_EVENTS, "late"):
+        return f"{late:,} new events belong to published transactions", newest
+    if changed := count(_CHANGED_ACCOUNTS, "excess"):
+        return f"{changed:,} accounts changed customer or were removed", newest
+    if count(_ARRIVED_ACCOUNTS, "excess"):
+        # Rare, and the only comparison that reads every published transaction: only then.
+        arrived = dimensions["dim_accounts"].select("account_key").exceptAll(accounts.select("account_key"))
+        published = lakehouse.at(lakehouse.raw("transactions"), plan.base["raw_snapshots"]["transactions"])
+        reached = published.join(arrived, published["account_id"] == arrived["account_key"], "left_semi").count()
+        if reached:
+            return f"{reached:,} published transactions belong to accounts that arrived", newest
+    if dropped := count(_DROPPED_DAYS, "excess"):
+        return f"the calendar lost {dropped:,} days that published facts may use", newest
+    return None, newest
 
 
 def _ensure_table(lakehouse: _Lakehouse, table: str, columns: str, partitioning: str | None = None) -> None:
@@ -390,7 +422,10 @@ def build_star_schema_version(
     else:
         new_audit = fact_audit = audit_facts(written.fact_transactions, written, raw.tables.transactions, now)
 
-    settled_through = raw.tables.transactions.agg(F.max("transaction_id")).first()[0]
+    if incremental:  # the plan measured it, from the new rows alone
+        settled_through = plan.settled_through
+    else:
+        settled_through = raw.tables.transactions.agg(F.max("transaction_id")).first()[0]
     new_statistics = event_statistics(new_transactions, open_events, settled_through)
     base_settled = plan.base["settled_statistics"] if incremental else {name: 0 for name in STATISTICS}
     statistics = {name: base_settled[name] + new_statistics[name] for name in STATISTICS}
@@ -404,7 +439,7 @@ def build_star_schema_version(
         mode_reason=plan.reason, new_fact_rows=new_audit.rows,
     )
     # Built now, whatever instant the audit judged freshness against.
-    _record_build(lakehouse, report, datetime.now(timezone.utc), {
+    _record_build(catalog, report, datetime.now(timezone.utc), {
         "fingerprint": fingerprint,
         "raw_snapshots": raw.snapshots,
         "fact_audit": fact_audit.to_dict(),
@@ -414,22 +449,19 @@ def build_star_schema_version(
     return report
 
 
-def _record_build(lakehouse: _Lakehouse, report: BuildReport, built_at: datetime, record: dict) -> None:
-    """One row in ``star_schema_builds``: the audit's verdict and what a later build starts from."""
-    table = lakehouse.star(BUILDS)
-    _ensure_table(lakehouse, table, BUILDS_DDL)
-    row = {
+def _record_build(catalog: LakehouseCatalog, report: BuildReport, built_at: datetime, record: dict) -> None:
+    """One row in ``star_schema_builds``: the audit's verdict and what a later build starts from.
+    Written by PyIceberg: one row does not need a Spark job."""
+    record_build(catalog, {
         "version": report.version,
         "built_at": built_at,
         "mode": report.mode,
         "mode_reason": report.mode_reason,
         "branch": report.branch,
-        "snapshots": report.snapshots,
-        "row_counts": report.row_counts,
+        "snapshots": list(report.snapshots.items()),
+        "row_counts": list(report.row_counts.items()),
         "checks": json.dumps([
             {"asset": c.asset, "name": c.name, "passed": c.passed, "severity": c.severity} for c in report.checks
         ]),
         "record": json.dumps(record),
-    }
-    frame = lakehouse.spark.createDataFrame([row], schema=lakehouse.spark.table(table).schema)
-    frame.writeTo(table).append()
+    })
