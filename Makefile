@@ -54,7 +54,6 @@ test: services $(IAC_INSTALLED)
 dev: services $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
-# Stops the local servers even when FIN_*_URL point elsewhere: var/ is about to go.
 # Benchmarks, not tests: extraction against its baselines, then the pipeline stage by stage.
 # SCALE and EVENTS take 500000, 500k or 2m; EVENTS defaults to 15% of SCALE.
 SCALE ?= 500k
@@ -82,6 +81,8 @@ bench: $(BENCH_INSTALLED) $(PEER_INSTALLED)
 	cp bench/results/latest.json bench/results/pipeline.json bench/results/peer.json bench/results/scale-$(SCALE)/
 	$(BIN)/python -m bench.report
 
+# Stops the local servers even when FIN_*_URL point elsewhere and deletes their data, also where
+# PostgreSQL's was kept outside the clone (as root, see scripts/services.sh): var/ is about to go.
 clean:
-	env -u FIN_POSTGRES_URL -u FIN_MONGO_URL scripts/services.sh stop
+	env -u FIN_POSTGRES_URL -u FIN_MONGO_URL scripts/services.sh purge
 	rm -rf var .venv .venv-iac .venv-dlt
