@@ -28,6 +28,10 @@ _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 _MONGO_DATABASE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
 
+# A source step that fails is retried 3 times, the first after this many seconds, then with
+# exponential backoff (Dagster's: 1, 3, 7 times it). Long enough to ride out a failover.
+DEFAULT_SOURCE_RETRY_DELAY_S = 2.0
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
@@ -111,6 +115,22 @@ def _lakehouse_uri(environ: Mapping[str, str]) -> str:
             f"{name} must be a local path, file:// or s3://bucket[/prefix], got {uri!r}"
         )
     return str(Path(uri.removeprefix("file://")).expanduser().resolve())
+
+
+def source_retry_delay_s(environ: Mapping[str, str] | None = None) -> float:
+    """FIN_SOURCE_RETRY_DELAY_S: seconds before the first retry of a source step (0 retries at once)."""
+    environ = os.environ if environ is None else environ
+    name = "FIN_SOURCE_RETRY_DELAY_S"
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return DEFAULT_SOURCE_RETRY_DELAY_S
+    try:
+        delay = float(raw)
+    except ValueError:
+        delay = -1.0
+    if not 0 <= delay <= 3600:  # also refuses nan and inf
+        raise SettingsError(f"{name} must be a number of seconds from 0 to 3600, got {raw!r}")
+    return delay
 
 
 def _s3_endpoint_url(environ: Mapping[str, str]) -> str | None:
@@ -264,6 +284,7 @@ class Settings:
     sources_secret_id: str | None = None
     catalog_url: str | None = None  # None: the AWS Glue Data Catalog
     catalog_name: str = DEFAULT_CATALOG_NAME
+    source_retry_delay_s: float = DEFAULT_SOURCE_RETRY_DELAY_S
 
     def catalog(self):
         """The Iceberg catalog every table of this lakehouse is registered in."""
@@ -302,6 +323,7 @@ class Settings:
             **_alert_settings(environ),
             catalog_url=_catalog_url(environ, deployment),
             catalog_name=_catalog_name(environ),
+            source_retry_delay_s=source_retry_delay_s(environ),
         )
 
 

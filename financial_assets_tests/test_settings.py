@@ -42,6 +42,9 @@ def test_an_s3_lakehouse_is_kept_as_an_uri_without_trailing_slash():
         ("FIN_PII_CLEAR_TEXT", "maybe"),
         ("FIN_CATALOG_URL", "mysql://db/catalog"),
         ("FIN_CATALOG_NAME", "Has-Dashes"),
+        ("FIN_SOURCE_RETRY_DELAY_S", "two"),
+        ("FIN_SOURCE_RETRY_DELAY_S", "-1"),
+        ("FIN_SOURCE_RETRY_DELAY_S", "nan"),
     ],
 )
 def test_an_invalid_value_fails_with_one_line_naming_the_variable(variable, value):
@@ -50,6 +53,11 @@ def test_an_invalid_value_fails_with_one_line_naming_the_variable(variable, valu
 
     message = str(raised.value)
     assert message.startswith(variable) and "\n" not in message
+
+
+def test_source_steps_retry_after_2_s_unless_fin_source_retry_delay_s_says_otherwise():
+    assert Settings.from_env({}).source_retry_delay_s == 2.0
+    assert Settings.from_env({"FIN_SOURCE_RETRY_DELAY_S": "0.5"}).source_retry_delay_s == 0.5
 
 
 def test_an_invalid_url_error_never_shows_the_password():
