@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -226,8 +226,9 @@ def _deployment_settings(environ: Mapping[str, str], deployment: str) -> dict:
         "duckdb_path": None,
     }
     if deployment == "local":
-        path = environ.get("FIN_DUCKDB_PATH", "").strip() or "var/analytics.duckdb"
-        settings["duckdb_path"] = str(Path(path).expanduser().resolve())
+        path = environ.get("FIN_DUCKDB_PATH", "").strip()
+        # Unset: derived from the lakehouse once it is known (see Settings.from_env).
+        settings["duckdb_path"] = str(Path(path).expanduser().resolve()) if path else None
         return settings
     for plain in ("FIN_POSTGRES_URL", "FIN_MONGO_URL"):
         if environ.get(plain, "").strip():
@@ -308,6 +309,13 @@ class Settings:
         deployment = _deployment(environ)
         if deployment == "aws":
             environ = {"FIN_STAR_SCHEMA_ENGINE": "glue", **environ}
+        settings = cls._from_env(environ, deployment)
+        if deployment == "local" and settings.duckdb_path is None:
+            settings = replace(settings, duckdb_path=default_duckdb_path(settings, environ))
+        return settings
+
+    @classmethod
+    def _from_env(cls, environ: Mapping[str, str], deployment: str) -> Settings:
         return cls(
             **_deployment_settings(environ, deployment),
             postgres_url=_postgres_url(environ),
@@ -325,6 +333,20 @@ class Settings:
             catalog_name=_catalog_name(environ),
             source_retry_delay_s=source_retry_delay_s(environ),
         )
+
+
+def default_duckdb_path(settings: Settings, environ: Mapping[str, str]) -> str:
+    """The DuckDB file readers use when FIN_DUCKDB_PATH is unset: ``var/analytics.duckdb`` for the
+    default lakehouse (``var/lakehouse`` in the default catalog), and for a lakehouse chosen by
+    FIN_LAKEHOUSE_URI, FIN_CATALOG_URL or FIN_CATALOG_NAME a file of its own,
+    ``var/analytics-<catalog name>-<hash of the lakehouse's identity>.duckdb``, so that it never
+    re-points the views of another lakehouse's file."""
+    import hashlib
+
+    if not any(environ.get(name, "").strip() for name in ("FIN_LAKEHOUSE_URI", "FIN_CATALOG_URL", "FIN_CATALOG_NAME")):
+        return str(Path("var/analytics.duckdb").resolve())
+    digest = hashlib.sha256(settings.catalog().identity.encode()).hexdigest()[:12]
+    return str(Path(f"var/analytics-{settings.catalog_name}-{digest}.duckdb").resolve())
 
 
 def warehouse_uri(lakehouse_uri: str) -> str:
