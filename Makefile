@@ -86,7 +86,7 @@ bench: $(BENCH_INSTALLED) $(PEER_INSTALLED)
 	.venv-dlt/bin/python -m bench.peer_dlt --database bench_pipeline --mongo-database bench_pipeline --repeat $(REPEAT)
 	mkdir -p bench/results/scale-$(SCALE)
 	cp bench/results/latest.json bench/results/pipeline.json bench/results/peer.json bench/results/scale-$(SCALE)/
-	$(BENCH_BIN)/python -m bench.report
+	$(BENCH_BIN)/python -m bench.report --scale $(SCALE)
 
 # Stops the local servers even when FIN_*_URL point elsewhere and deletes their data, also where
 # PostgreSQL's was kept outside the clone (as root, see scripts/services.sh): var/ is about to go.
