@@ -54,16 +54,22 @@ test: services $(IAC_INSTALLED)
 dev: services $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
-# Stops the local servers even when FIN_*_URL point elsewhere: var/ is about to go.
 # Benchmarks, not tests: extraction against its baselines, then the pipeline stage by stage.
 # SCALE and EVENTS take 500000, 500k or 2m; EVENTS defaults to 15% of SCALE.
 SCALE ?= 500k
 EVENTS ?=
 REPEAT ?= 3
-BENCH_INSTALLED := $(VENV)/.installed-bench
+# The project with the bench extra's peers (pandas, ConnectorX, pymongoarrow...) in a virtualenv of
+# their own: pymongoarrow pins pyarrow to one older minor release, and `.venv`, the environment
+# `make test` tested, must stay as it was.
+BENCH_VENV := .venv-bench
+BENCH_BIN := $(CURDIR)/$(BENCH_VENV)/bin
+BENCH_INSTALLED := $(BENCH_VENV)/.installed
 
-$(BENCH_INSTALLED): $(INSTALLED)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+$(BENCH_INSTALLED): setup.cfg pyproject.toml
+	test -x $(BENCH_BIN)/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_BIN)/python -m pip install --quiet --upgrade pip
+	$(BENCH_BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $@
 
 # The peer stack (dlt + DuckDB) lives in its own virtualenv: dlt's pins are not Dagster's.
@@ -75,13 +81,15 @@ $(PEER_INSTALLED): bench/peer-requirements.txt
 	touch $@
 
 bench: $(BENCH_INSTALLED) $(PEER_INSTALLED)
-	$(BIN)/python -m bench.run --transactions $(SCALE) $(if $(EVENTS),--events $(EVENTS)) --repeat $(REPEAT)
-	$(BIN)/python -m bench.pipeline --transactions $(SCALE) $(if $(EVENTS),--events $(EVENTS)) --repeat $(REPEAT)
+	$(BENCH_BIN)/python -m bench.run --transactions $(SCALE) $(if $(EVENTS),--events $(EVENTS)) --repeat $(REPEAT)
+	$(BENCH_BIN)/python -m bench.pipeline --transactions $(SCALE) $(if $(EVENTS),--events $(EVENTS)) --repeat $(REPEAT)
 	.venv-dlt/bin/python -m bench.peer_dlt --database bench_pipeline --mongo-database bench_pipeline --repeat $(REPEAT)
 	mkdir -p bench/results/scale-$(SCALE)
 	cp bench/results/latest.json bench/results/pipeline.json bench/results/peer.json bench/results/scale-$(SCALE)/
-	$(BIN)/python -m bench.report
+	$(BENCH_BIN)/python -m bench.report --scale $(SCALE)
 
+# Stops the local servers even when FIN_*_URL point elsewhere and deletes their data, also where
+# PostgreSQL's was kept outside the clone (as root, see scripts/services.sh): var/ is about to go.
 clean:
-	env -u FIN_POSTGRES_URL -u FIN_MONGO_URL scripts/services.sh stop
-	rm -rf var .venv .venv-iac .venv-dlt
+	env -u FIN_POSTGRES_URL -u FIN_MONGO_URL scripts/services.sh purge
+	rm -rf var .venv .venv-iac .venv-dlt .venv-bench

@@ -5,7 +5,7 @@
 
 dlt gets its own virtualenv (`.venv-dlt`, ignored by git) because its pins may conflict with
 Dagster's. This module imports nothing from `financial_assets` but the pure `settings` module.
-The sources must already be seeded (`.venv/bin/python -m bench.pipeline`).
+The sources must already be seeded (`.venv-bench/bin/python -m bench.pipeline`).
 
 Each run, in a fresh temp dir:
 1. dlt extracts PostgreSQL `customers`, `accounts`, `transactions` (the `sql_database` source,

@@ -1,36 +1,42 @@
-"""Write `docs/benchmarks.md` from the latest results: `python -m bench.report`.
+"""Write `docs/benchmarks.md` from the results of record: `python -m bench.report [--scale S]`.
 
-Reads `bench/results/latest.json` (extraction), `pipeline.json` (end to end, full and
-incremental) and `peer.json` (the dlt + DuckDB peer stack), whichever exist, and states the
-machine and versions they were measured on.
+The results of record are committed under `bench/record/`, one folder per scale:
+`bench/record/scale-<S>/section.md` is that scale's part of `docs/benchmarks.md` (it states the
+machine and the date it was measured on), beside the JSON it was rendered from when there is one
+(the sections of record at 2m and 10m predate this layout: only their text was kept).
+`bench/record/notes.md` holds what people wrote by hand, shown first.
+
+`--scale S` (what `make bench SCALE=S` runs) renders the run just measured,
+`bench/results/scale-<S>/` (`latest.json` for extraction, `pipeline.json` end to end, full and
+incremental, and `peer.json` for the dlt + DuckDB peer stack, whichever exist), into
+`bench/record/scale-<S>/`, replacing that scale's record and no other. Without it, the document
+is only rebuilt from the record. Commit `bench/record/` to make a run of record.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import shutil
 from pathlib import Path
 
+from bench.cases import row_count
 from bench.pipeline import mode_summary, ratio_beyond_store_scan
 from financial_assets.quality.star_checks import STAR_CHECKS
 
-RESULTS = Path(__file__).resolve().parent / "results"
-OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+RECORD = BENCH / "record"
+OUTPUT = BENCH.parent / "docs" / "benchmarks.md"
+RESULT_FILES = ("latest.json", "pipeline.json", "peer.json")
+HEADER = ["# Benchmarks", "", "Written by `python -m bench.report` from the results of record in `bench/record/` "
+          "(one folder per scale); `make bench SCALE=...` measures and replaces its own scale's (see "
+          "`bench/README.md`).", ""]
 
 
 def _load(folder: Path, name: str) -> dict | None:
     path = folder / name
     return json.loads(path.read_text()) if path.exists() else None
-
-
-def _scales() -> list[Path]:
-    """The result folders to report: one per `make bench SCALE=` (`scale-2m`, ...), smallest
-    first; or the latest results alone when there are none."""
-    def transactions(folder: Path) -> int:
-        pipeline = _load(folder, "pipeline.json")
-        return pipeline["rows"]["transactions"] if pipeline else 0
-
-    folders = sorted((p for p in RESULTS.glob("scale-*") if p.is_dir()), key=transactions)
-    return folders or [RESULTS]
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
@@ -174,23 +180,78 @@ def headline(pipeline: dict | None, peer: dict | None) -> list[str]:
     ]
 
 
-def main() -> int:
-    sections = ["# Benchmarks", "", "Written by `python -m bench.report` from `bench/results/`; "
-                "`make bench SCALE=...` measures (see `bench/README.md`).", ""]
-    folders = _scales()
-    for folder in folders:
-        if len(folders) > 1:
-            # One level down: every section of this scale under its own heading.
-            sections += [f"# At SCALE={folder.name.removeprefix('scale-')}", ""]
-        sections += headline(_load(folder, "pipeline.json"), _load(folder, "peer.json"))
-        for name, render in (("latest.json", extraction_section), ("pipeline.json", pipeline_section),
-                             ("peer.json", peer_section)):
-            report = _load(folder, name)
-            if report is not None:
-                sections += render(report)
-    sections += COMPARISON
+def machine_line(reports: dict[str, dict]) -> str:
+    """Where and when a scale was measured, from whichever result files the run left."""
+    machine = (reports.get("latest.json") or {}).get("machine") or {}
+    pipeline = reports.get("pipeline.json") or {}
+    parts = [machine.get("cpu")]
+    cores = machine.get("cores") or pipeline.get("cores")
+    parts.append(f"{cores} cores" if cores else None)
+    parts.append(f"{machine['memory_gib']} GiB" if machine.get("memory_gib") else None)
+    if "load_average" in pipeline:
+        parts.append(f"load average {pipeline['load_average']:.1f} when the pipeline bench started")
+    dates = sorted(report["timestamp"] for report in reports.values() if report.get("timestamp"))
+    when = f"{dates[0]} to {dates[-1]}" if len(dates) > 1 and dates[0] != dates[-1] else (dates[0] if dates else "an unknown date")
+    return f"Measured on {', '.join(p for p in parts if p) or 'an unrecorded machine'}, {when}."
+
+
+def scale_section(scale: str, results: Path) -> list[str]:
+    """The part of the document for one scale, from one run's result files in ``results``."""
+    reports = {name: report for name in RESULT_FILES if (report := _load(results, name)) is not None}
+    if not reports:
+        raise SystemExit(f"bench.report: no result files ({', '.join(RESULT_FILES)}) in {results}")
+    lines = [f"# At SCALE={scale}", "", machine_line(reports), ""]
+    lines += headline(reports.get("pipeline.json"), reports.get("peer.json"))
+    for name, render in (("latest.json", extraction_section), ("pipeline.json", pipeline_section),
+                         ("peer.json", peer_section)):
+        if name in reports:
+            lines += render(reports[name])
+    return lines
+
+
+def record_run(scale: str, results: Path, record: Path) -> Path:
+    """Make the run in ``results`` the record of ``scale``: its section and its result files
+    replace that scale's folder under ``record``; other scales are left as they are."""
+    row_count(scale)  # a scale the bench takes, or argparse's error
+    section = "\n".join(scale_section(scale, results))
+    folder = record / f"scale-{scale}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for name in RESULT_FILES:
+        if (results / name).exists():
+            shutil.copy2(results / name, folder / name)
+    (folder / "section.md").write_text(section.rstrip("\n") + "\n")
+    return folder
+
+
+def recorded_scales(record: Path) -> list[Path]:
+    """The record's scale folders, smallest scale first (500k < 2m < 10m)."""
+    folders = [p for p in record.glob("scale-*") if (p / "section.md").is_file()]
+    return sorted(folders, key=lambda p: row_count(p.name.removeprefix("scale-")))
+
+
+def document(record: Path) -> str:
+    """`docs/benchmarks.md`: the header, the notes written by hand, every scale of record, and
+    what each side does."""
+    lines = list(HEADER)
+    notes = record / "notes.md"
+    if notes.exists():
+        lines += [notes.read_text().rstrip("\n"), ""]
+    for folder in recorded_scales(record):
+        lines += [(folder / "section.md").read_text().rstrip("\n"), ""]
+    return "\n".join(lines + COMPARISON)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", help="record the run in bench/results/scale-SCALE/ as this scale's (500k, 2m, 10m...)")
+    args = parser.parse_args(argv)
+    if args.scale:
+        folder = record_run(args.scale, RESULTS / f"scale-{args.scale}", RECORD)
+        print(f"recorded {folder.relative_to(BENCH.parent)} (commit it to make it of record)")
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text("\n".join(sections))
+    OUTPUT.write_text(document(RECORD))
     print(f"wrote {OUTPUT}")
     return 0
 

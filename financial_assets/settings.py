@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,6 +27,10 @@ DEFAULT_CATALOG_NAME = "financial_assets"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 _MONGO_DATABASE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
+
+# A source step that fails is retried 3 times, the first after this many seconds, then with
+# exponential backoff (Dagster's: 1, 3, 7 times it). Long enough to ride out a failover.
+DEFAULT_SOURCE_RETRY_DELAY_S = 2.0
 
 
 class SettingsError(ValueError):
@@ -111,6 +115,22 @@ def _lakehouse_uri(environ: Mapping[str, str]) -> str:
             f"{name} must be a local path, file:// or s3://bucket[/prefix], got {uri!r}"
         )
     return str(Path(uri.removeprefix("file://")).expanduser().resolve())
+
+
+def source_retry_delay_s(environ: Mapping[str, str] | None = None) -> float:
+    """FIN_SOURCE_RETRY_DELAY_S: seconds before the first retry of a source step (0 retries at once)."""
+    environ = os.environ if environ is None else environ
+    name = "FIN_SOURCE_RETRY_DELAY_S"
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return DEFAULT_SOURCE_RETRY_DELAY_S
+    try:
+        delay = float(raw)
+    except ValueError:
+        delay = -1.0
+    if not 0 <= delay <= 3600:  # also refuses nan and inf
+        raise SettingsError(f"{name} must be a number of seconds from 0 to 3600, got {raw!r}")
+    return delay
 
 
 def _s3_endpoint_url(environ: Mapping[str, str]) -> str | None:
@@ -206,8 +226,9 @@ def _deployment_settings(environ: Mapping[str, str], deployment: str) -> dict:
         "duckdb_path": None,
     }
     if deployment == "local":
-        path = environ.get("FIN_DUCKDB_PATH", "").strip() or "var/analytics.duckdb"
-        settings["duckdb_path"] = str(Path(path).expanduser().resolve())
+        path = environ.get("FIN_DUCKDB_PATH", "").strip()
+        # Unset: derived from the lakehouse once it is known (see Settings.from_env).
+        settings["duckdb_path"] = str(Path(path).expanduser().resolve()) if path else None
         return settings
     for plain in ("FIN_POSTGRES_URL", "FIN_MONGO_URL"):
         if environ.get(plain, "").strip():
@@ -264,6 +285,7 @@ class Settings:
     sources_secret_id: str | None = None
     catalog_url: str | None = None  # None: the AWS Glue Data Catalog
     catalog_name: str = DEFAULT_CATALOG_NAME
+    source_retry_delay_s: float = DEFAULT_SOURCE_RETRY_DELAY_S
 
     def catalog(self):
         """The Iceberg catalog every table of this lakehouse is registered in."""
@@ -287,6 +309,13 @@ class Settings:
         deployment = _deployment(environ)
         if deployment == "aws":
             environ = {"FIN_STAR_SCHEMA_ENGINE": "glue", **environ}
+        settings = cls._from_env(environ, deployment)
+        if deployment == "local" and settings.duckdb_path is None:
+            settings = replace(settings, duckdb_path=default_duckdb_path(settings, environ))
+        return settings
+
+    @classmethod
+    def _from_env(cls, environ: Mapping[str, str], deployment: str) -> Settings:
         return cls(
             **_deployment_settings(environ, deployment),
             postgres_url=_postgres_url(environ),
@@ -302,7 +331,22 @@ class Settings:
             **_alert_settings(environ),
             catalog_url=_catalog_url(environ, deployment),
             catalog_name=_catalog_name(environ),
+            source_retry_delay_s=source_retry_delay_s(environ),
         )
+
+
+def default_duckdb_path(settings: Settings, environ: Mapping[str, str]) -> str:
+    """The DuckDB file readers use when FIN_DUCKDB_PATH is unset: ``var/analytics.duckdb`` for the
+    default lakehouse (``var/lakehouse`` in the default catalog), and for a lakehouse chosen by
+    FIN_LAKEHOUSE_URI, FIN_CATALOG_URL or FIN_CATALOG_NAME a file of its own,
+    ``var/analytics-<catalog name>-<hash of the lakehouse's identity>.duckdb``, so that it never
+    re-points the views of another lakehouse's file."""
+    import hashlib
+
+    if not any(environ.get(name, "").strip() for name in ("FIN_LAKEHOUSE_URI", "FIN_CATALOG_URL", "FIN_CATALOG_NAME")):
+        return str(Path("var/analytics.duckdb").resolve())
+    digest = hashlib.sha256(settings.catalog().identity.encode()).hexdigest()[:12]
+    return str(Path(f"var/analytics-{settings.catalog_name}-{digest}.duckdb").resolve())
 
 
 def warehouse_uri(lakehouse_uri: str) -> str:

@@ -5,18 +5,21 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 import duckdb
 import pytest
 
 from financial_assets.lakehouse.publication import rollback
-from financial_assets.query.catalogs import DuckDBFile, refresh_readers
+from financial_assets.lakehouse.catalog import LakehouseCatalog
+from financial_assets.query.catalogs import DuckDBFile, LakehouseMismatchError, refresh_readers
 from financial_assets.query.cli import athena_sql
 from financial_assets.query.duckdb_views import ANALYST_QUERY, connect, local_path
 from financial_assets.resources.catalog import ReaderCatalogResource
-from financial_assets_tests.conftest import REPO_ROOT
+from financial_assets_tests.conftest import REPO_ROOT, forget_catalog
 from financial_assets_tests.star_builds import build, build_and_publish, cli_environment, totals
 
 FIRST = {1: ["10.00", "20.00"], 2: ["5.00"]}
@@ -52,9 +55,9 @@ def analyst_totals(rows) -> dict[str, Decimal]:
 def test_query_reads_the_latest_publication(lakehouse_catalog, query):
     build_and_publish(lakehouse_catalog, "v1", FIRST)
 
-    code, rows, _ = query()
+    code, rows, err = query()
 
-    assert code == 0
+    assert code == 0, err
     assert analyst_totals(rows) == totals(FIRST)
 
 
@@ -135,6 +138,59 @@ def test_query_reads_in_memory_while_a_bi_tool_blocks_the_duckdb_file(lakehouse_
     code, rows, _ = query()
 
     assert code == 0 and analyst_totals(rows) == totals(FIRST)
+
+
+@pytest.fixture
+def other_lakehouse(server_settings, tmp_path):
+    """A second lakehouse beside the test's own: another warehouse, another catalog name."""
+    other = LakehouseCatalog(
+        warehouse=f"file://{tmp_path / 'other-lakehouse'}",
+        sql_url=server_settings.catalog_url,
+        name=f"test_{uuid.uuid4().hex[:12]}",
+    )
+    yield other
+    forget_catalog(other)
+
+
+def test_a_query_on_another_lakehouse_refuses_the_duckdb_file_of_the_first(
+    lakehouse_catalog, other_lakehouse, query, duckdb_path, monkeypatch
+):
+    build_and_publish(lakehouse_catalog, "v1", FIRST)
+    query()  # the file now follows the test's lakehouse
+    build_and_publish(other_lakehouse, "w1", SECOND)
+    for name, value in cli_environment(other_lakehouse, duckdb_path).items():
+        monkeypatch.setenv(name, value)  # the same FIN_DUCKDB_PATH
+
+    code, _, err = query()
+
+    assert code == 2
+    assert err.startswith(f"financial-assets: the DuckDB file {duckdb_path} (FIN_DUCKDB_PATH) follows the lakehouse "
+                          f"{lakehouse_catalog.identity}, not {other_lakehouse.identity}")
+    assert DuckDBFile(str(duckdb_path)).current()[0] == "v1"
+
+
+def test_a_refresh_refuses_a_duckdb_file_that_follows_another_lakehouse(lakehouse_catalog, other_lakehouse, duckdb_path):
+    first = build_and_publish(lakehouse_catalog, "v1", FIRST)
+    refresh_readers(lakehouse_catalog, first, str(duckdb_path))
+    other = build_and_publish(other_lakehouse, "w1", SECOND)
+
+    with pytest.raises(LakehouseMismatchError, match="follows the lakehouse"):
+        ReaderCatalogResource(duckdb_path=str(duckdb_path)).check(other_lakehouse)
+    with pytest.raises(LakehouseMismatchError, match="follows the lakehouse"):
+        refresh_readers(other_lakehouse, other, str(duckdb_path))
+    assert DuckDBFile(str(duckdb_path)).follows(first)
+
+
+def test_the_duckdb_file_records_the_lakehouse_it_follows(lakehouse_catalog, duckdb_path):
+    publication = build_and_publish(lakehouse_catalog, "v1", FIRST)
+
+    refresh_readers(lakehouse_catalog, publication, str(duckdb_path))
+
+    with duckdb.connect(str(duckdb_path), read_only=True) as connection:
+        [recorded] = connection.execute("SELECT lakehouse FROM _publication").fetchone()
+    assert recorded == lakehouse_catalog.identity
+    assert recorded == f"{lakehouse_catalog.warehouse} (catalog {lakehouse_catalog.name} in postgresql://127.0.0.1:" \
+        f"{urlsplit(lakehouse_catalog.sql_url).port}/lakehouse_catalog)"
 
 
 def test_on_aws_there_is_no_reader_to_refresh(lakehouse_catalog):

@@ -106,6 +106,18 @@ def test_an_unreachable_source_fails_after_retries_and_leaves_the_raw_zone_untou
     assert open_raw_table(lakehouse_catalog, "transactions").metadata == before
 
 
+def test_the_source_steps_retry_after_the_delay_the_environment_sets():
+    # conftest sets FIN_SOURCE_RETRY_DELAY_S=0 before the raw assets are defined.
+    policies = {asset.key.path[-1]: asset.op.retry_policy for asset in RAW_ASSETS}
+
+    assert {name: (policy.max_retries, policy.delay) for name, policy in policies.items()} == {
+        "raw_customers": (3, 0),
+        "raw_accounts": (3, 0),
+        "raw_transactions": (3, 0),
+        "raw_transaction_events": (3, 0),
+    }
+
+
 def test_passwords_never_reach_logs_or_metadata(sources, lakehouse_catalog):
     instance = DagsterInstance.ephemeral()
     result = materialize(

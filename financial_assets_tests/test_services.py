@@ -8,6 +8,7 @@ shared FIN_CACHE_DIR, so it is built at most once per machine.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -332,3 +333,59 @@ def test_start_fails_clearly_when_the_port_is_taken(service):
     assert result.returncode == 1
     assert f"{service}: port 127.0.0.1:{port} is already in use by another process" in result.stderr
     assert f"{service}: started" not in result.stdout
+
+
+@pytest.fixture
+def unreachable_services_dir() -> Iterator[Path]:
+    """As root: a services directory under a mode-700 parent (a clone in root's home, say), which
+    the `postgres` OS user cannot enter."""
+    if os.geteuid() != 0:
+        pytest.skip("only root runs PostgreSQL as another OS user")
+    parent = Path(tempfile.mkdtemp(prefix="fin-services-private-"))  # mode 0700
+    yield parent / "services"
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+def _postgres_only_env(services_dir: Path) -> dict[str, str]:
+    return {
+        **_base_env(),
+        "FIN_SERVICES_DIR": str(services_dir),
+        "FIN_POSTGRES_PORT": str(_free_port(25452)),
+        "FIN_MONGO_URL": "mongodb://elsewhere:27017/",  # PostgreSQL is what runs as another user
+    }
+
+
+def test_as_root_postgres_runs_from_its_own_home_when_it_cannot_enter_the_services_dir(unreachable_services_dir):
+    env = _postgres_only_env(unreachable_services_dir)
+    try:
+        started = _run(env, "start")
+        assert started.returncode == 0, started.stdout + started.stderr
+        status = _run(env, "status")
+        link = unreachable_services_dir / "postgres"
+        kept = Path(os.readlink(link))
+
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert kept.parent == Path(pwd.getpwnam("postgres").pw_dir)  # /var/lib/postgresql on Debian
+        assert kept.name.startswith("financial_assets-")
+        assert (kept / "data").owner() == "postgres"
+        assert f"data: {kept})" in status.stdout
+        with psycopg2.connect(f"postgresql://financial@127.0.0.1:{env['FIN_POSTGRES_PORT']}/financial") as conn:
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT current_setting('data_directory')")
+                assert cursor.fetchone()[0] == str(kept / "data")
+        conn.close()
+    finally:
+        _run(env, "purge", timeout=120)
+
+
+def test_purge_deletes_the_postgres_data_kept_outside_the_services_dir(unreachable_services_dir):
+    env = _postgres_only_env(unreachable_services_dir)
+    started = _run(env, "start")
+    assert started.returncode == 0, started.stdout + started.stderr
+    kept = Path(os.readlink(unreachable_services_dir / "postgres"))
+
+    purged = _run(env, "purge", timeout=120)
+
+    assert purged.returncode == 0, purged.stdout + purged.stderr
+    assert not kept.exists()
+    assert not unreachable_services_dir.exists()

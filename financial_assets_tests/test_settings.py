@@ -42,6 +42,9 @@ def test_an_s3_lakehouse_is_kept_as_an_uri_without_trailing_slash():
         ("FIN_PII_CLEAR_TEXT", "maybe"),
         ("FIN_CATALOG_URL", "mysql://db/catalog"),
         ("FIN_CATALOG_NAME", "Has-Dashes"),
+        ("FIN_SOURCE_RETRY_DELAY_S", "two"),
+        ("FIN_SOURCE_RETRY_DELAY_S", "-1"),
+        ("FIN_SOURCE_RETRY_DELAY_S", "nan"),
     ],
 )
 def test_an_invalid_value_fails_with_one_line_naming_the_variable(variable, value):
@@ -50,6 +53,47 @@ def test_an_invalid_value_fails_with_one_line_naming_the_variable(variable, valu
 
     message = str(raised.value)
     assert message.startswith(variable) and "\n" not in message
+
+
+def test_source_steps_retry_after_2_s_unless_fin_source_retry_delay_s_says_otherwise():
+    assert Settings.from_env({}).source_retry_delay_s == 2.0
+    assert Settings.from_env({"FIN_SOURCE_RETRY_DELAY_S": "0.5"}).source_retry_delay_s == 0.5
+
+
+def test_the_default_lakehouse_is_read_through_var_analytics_duckdb(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    assert Settings.from_env({}).duckdb_path == str(tmp_path / "var" / "analytics.duckdb")
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("FIN_LAKEHOUSE_URI", "/srv/other-lakehouse"),
+        ("FIN_CATALOG_NAME", "other"),
+        ("FIN_CATALOG_URL", "postgresql://financial@db.internal:5432/catalog"),
+    ],
+)
+def test_a_lakehouse_chosen_by_its_settings_gets_a_duckdb_file_of_its_own(variable, value, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    path = Settings.from_env({variable: value}).duckdb_path
+
+    assert path != str(tmp_path / "var" / "analytics.duckdb")
+    assert path.startswith(str(tmp_path / "var" / "analytics-")) and path.endswith(".duckdb")
+    assert Settings.from_env({variable: value}).duckdb_path == path  # the same lakehouse, the same file
+
+
+def test_two_lakehouses_never_share_a_derived_duckdb_file():
+    paths = {Settings.from_env({"FIN_LAKEHOUSE_URI": f"/srv/lakehouse-{n}"}).duckdb_path for n in range(3)}
+
+    assert len(paths) == 3
+
+
+def test_fin_duckdb_path_names_the_file_whatever_the_lakehouse(tmp_path):
+    settings = Settings.from_env({"FIN_LAKEHOUSE_URI": "/srv/other", "FIN_DUCKDB_PATH": str(tmp_path / "bi.duckdb")})
+
+    assert settings.duckdb_path == str(tmp_path / "bi.duckdb")
 
 
 def test_an_invalid_url_error_never_shows_the_password():

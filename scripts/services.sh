@@ -2,7 +2,14 @@
 # Start, stop or check the local source servers: PostgreSQL (Debian's packages) and FerretDB
 # (MongoDB wire protocol on SQLite, standing in for AWS DocumentDB). Loopback only, idempotent.
 #
-#   scripts/services.sh start|stop|status
+#   scripts/services.sh start|stop|status|purge
+#
+# As root, PostgreSQL runs as the `postgres` OS user (it refuses to run as root). When that user
+# cannot enter the services directory (a clone under a home directory of mode 700, say),
+# PostgreSQL's directory goes to that user's home instead, one per services directory:
+# ~postgres/financial_assets-<first 12 hex digits of the SHA-256 of the services directory's path>
+# (/var/lib/postgresql/... on Debian), and <services dir>/postgres is a symbolic link to it.
+# `purge` stops the servers and deletes their data, that directory included (`make clean`).
 #
 # Environment (the same names as financial_assets/settings.py):
 #   FIN_SERVICES_DIR   data, logs and pid files          (default <repo>/var/services)
@@ -24,7 +31,7 @@ die() {
 }
 
 usage() {
-    die "usage: scripts/services.sh start|stop|status"
+    die "usage: scripts/services.sh start|stop|status|purge"
 }
 
 trim() {
@@ -69,16 +76,26 @@ set_paths() {
     # Canonical paths: a running server is recognised by its working directory (PostgreSQL)
     # or its command line (FerretDB), which hold the resolved path.
     SERVICES_DIR="$(absolute_path "$SERVICES_DIR")"
-    PG_DIR="$SERVICES_DIR/postgres"
-    PG_DATA="$PG_DIR/data"
-    PG_SOCKET_DIR="$PG_DIR/run"
-    PG_LOG="$PG_DIR/postgres.log"
+    PG_LINK="$SERVICES_DIR/postgres"
+    if [[ -L "$PG_LINK" ]]; then
+        # PostgreSQL's directory kept where the `postgres` OS user can reach it (see the top).
+        set_pg_dir "$(readlink "$PG_LINK")"
+    else
+        set_pg_dir "$PG_LINK"
+    fi
     FDB_DIR="$SERVICES_DIR/ferretdb"
     FDB_DATA="$FDB_DIR/data"
     FDB_STATE="$FDB_DIR/state"
     FDB_LOG="$FDB_DIR/ferretdb.log"
     FDB_PIDFILE="$FDB_DIR/ferretdb.pid"
     FDB_BIN="$CACHE_DIR/ferretdb-$FERRETDB_VERSION/ferretdb"
+}
+
+set_pg_dir() {  # DIR: PostgreSQL's directory and the paths inside it
+    PG_DIR="$(absolute_path "$1")"
+    PG_DATA="$PG_DIR/data"
+    PG_SOCKET_DIR="$PG_DIR/run"
+    PG_LOG="$PG_DIR/postgres.log"
 }
 
 shown() {  # a path as printed: relative to the repository when inside it
@@ -208,14 +225,48 @@ install_postgres() {
     find_pg_bin || die "postgres: the postgresql package is installed but no /usr/lib/postgresql/*/bin has initdb, pg_ctl and postgres"
 }
 
-check_pg_user_can_reach() {  # as root the server runs as `postgres`, which must reach PG_DIR
-    local path="" part parts
+pg_user_can_enter() {  # DIR
+    runuser -u postgres -- test -x "$1" 2>/dev/null
+}
+
+pg_user_home() {
+    local home
+    home="$(getent passwd postgres | cut -d: -f6)"
+    [[ -n "$home" && -d "$home" ]] && pg_user_can_enter "$home" \
+        || die "postgres: the 'postgres' OS user has no home directory it can enter ('$home') to keep the data of $(shown "$SERVICES_DIR") in"
+    absolute_path "$home"
+}
+
+external_pg_dir() {  # where PostgreSQL's directory goes when `postgres` cannot enter SERVICES_DIR
+    local home hash
+    home="$(pg_user_home)"
+    hash="$(printf '%s' "$SERVICES_DIR" | sha256sum | cut -c1-12)"
+    printf '%s/financial_assets-%s' "$home" "$hash"
+}
+
+place_pg_dir() {  # as root: the server runs as `postgres`, which must reach PG_DIR
+    local path="" part parts external
     id postgres >/dev/null 2>&1 || die "postgres: running as root needs the 'postgres' OS user (created by Debian's postgresql package)"
-    runuser -u postgres -- test -x "$SERVICES_DIR" 2>/dev/null && return 0
-    IFS=/ read -r -a parts <<<"${SERVICES_DIR#/}"
+    if [[ ! -e "$PG_LINK" && ! -L "$PG_LINK" ]] && ! pg_user_can_enter "$SERVICES_DIR"; then
+        # A first start where `postgres` cannot follow: keep the cluster in its home, and leave
+        # a link in the services directory so that stop, status and purge find it.
+        external="$(external_pg_dir)"
+        mkdir -p "$external"
+        chown postgres: "$external"
+        chmod 700 "$external"
+        # Whose directory it is, for a person who finds it, and for purge, which checks it.
+        printf '%s\n' "$SERVICES_DIR" >"$external/services_dir"
+        ln -s "$external" "$PG_LINK"
+        set_pg_dir "$external"
+        echo "postgres: the 'postgres' OS user cannot enter $SERVICES_DIR: keeping PostgreSQL's data in $PG_DIR"
+    fi
+    pg_user_can_enter "$PG_DIR" && return 0
+    # A cluster made in place earlier, or a link to a directory that is gone: say what blocks it.
+    IFS=/ read -r -a parts <<<"${PG_DIR#/}"
     for part in "${parts[@]}"; do
         path="$path/$part"
-        if ! runuser -u postgres -- test -x "$path" 2>/dev/null; then
+        [[ -e "$path" ]] || break
+        if ! pg_user_can_enter "$path"; then
             die "postgres: the 'postgres' OS user cannot enter $path (chmod o+x it, or use a FIN_SERVICES_DIR it can reach)"
         fi
     done
@@ -296,7 +347,7 @@ start_postgres() {
     if port_answers "$PG_PORT"; then
         die "postgres: port 127.0.0.1:$PG_PORT is already in use by another process; stop it or set FIN_POSTGRES_PORT"
     fi
-    if is_root; then check_pg_user_can_reach; fi
+    if is_root; then place_pg_dir; fi
     if ((${#PG_SOCKET_DIR} + 18 > 107)); then
         die "postgres: the socket directory $PG_SOCKET_DIR is too long for a Unix socket path; use a shorter FIN_SERVICES_DIR"
     fi
@@ -531,6 +582,24 @@ status_ferretdb() {
     echo "ferretdb: running on 127.0.0.1:$port (pid $pid, data: $(shown "$FDB_DIR"))"
 }
 
+# --- purge ----------------------------------------------------------------------------------
+
+purge() {  # after stop: delete the servers' data, and only what this script made
+    local external=""
+    if [[ -L "$PG_LINK" ]]; then
+        external="$(readlink "$PG_LINK")"
+        # Only a directory this script made (see place_pg_dir), never whatever a link names.
+        if [[ "$(basename "$external")" == financial_assets-* && -e "$external/services_dir" ]]; then
+            rm -rf "$external"
+        elif [[ -e "$external" ]]; then
+            echo "purge: left $external alone: $PG_LINK points to it, but scripts/services.sh did not make it" >&2
+        fi
+    fi
+    rm -rf "$PG_LINK" "$FDB_DIR" "$SERVICES_DIR/apt-postgresql.log" "$SERVICES_DIR/.services.lock"
+    rmdir "$SERVICES_DIR" 2>/dev/null || true
+    echo "purged ${external:+$external and }$(shown "$SERVICES_DIR")"
+}
+
 # --- main -----------------------------------------------------------------------------------
 
 [[ $# -eq 1 ]] || usage
@@ -551,6 +620,15 @@ case "$1" in
         if [[ -d "$SERVICES_DIR" ]]; then take_lock; fi
         stop_postgres
         stop_ferretdb
+        ;;
+    purge)
+        set_paths
+        if [[ -d "$SERVICES_DIR" ]]; then take_lock; fi
+        # Local servers only: FIN_*_URL name servers whose data is not ours to delete.
+        USE_PG_URL="" USE_MONGO_URL=""
+        stop_postgres
+        stop_ferretdb
+        purge
         ;;
     status)
         set_paths

@@ -32,6 +32,7 @@ def published_star_schema(
     catalog = lakehouse.catalog()
     built = context.instance.get_latest_materialization_event(AssetKey("fact_transactions"))
     version = built.asset_materialization.metadata["version"].value
+    reader_catalog.check(catalog)  # a DuckDB file of another lakehouse fails the step before the commit
     before = latest_publication(catalog)
     publication = publish(catalog, version, context.run.run_id)
     context.log.info(f"published star schema version {version} (was {before.version if before else 'none'})")

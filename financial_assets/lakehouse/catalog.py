@@ -57,6 +57,19 @@ class LakehouseCatalog:
     def kind(self) -> str:
         return "sql" if self.sql_url else "glue"
 
+    @property
+    def identity(self) -> str:
+        """Which lakehouse this is, for a reader that must not mix two up (the DuckDB file): the
+        warehouse, the catalog's name and where the catalog is, without user or password (the
+        same catalog reached as another user is the same lakehouse)."""
+        if self.sql_url:
+            parts = urlsplit(self.sql_url)
+            host = parts.hostname or ""
+            where = f"postgresql://{host}:{parts.port or 5432}{parts.path}"
+        else:
+            where = "the AWS Glue Data Catalog"
+        return f"{self.warehouse} (catalog {self.name} in {where})"
+
     def __repr__(self) -> str:  # never the catalog database's password
         where = _redacted(self.sql_url) if self.sql_url else "AWS Glue Data Catalog"
         return f"LakehouseCatalog({self.name!r}, {where}, warehouse={self.warehouse!r})"

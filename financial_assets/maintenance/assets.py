@@ -56,6 +56,7 @@ def lakehouse_maintenance(
 
     compaction = Compaction(skipped="not asked for (compact: false)")
     if config.compact:
+        reader_catalog.check(catalog)  # compaction publishes: refuse a DuckDB file of another lakehouse first
         spark = getattr(star_schema_engine, "spark", None)  # the local engine's SparkResource
         if not isinstance(spark, SparkResource):
             compaction = Compaction(skipped=f"{type(star_schema_engine).__name__} has no Spark session in this process")

@@ -81,7 +81,7 @@ def list_versions(args: argparse.Namespace) -> int:
 def roll_back(args: argparse.Namespace) -> int:
     from financial_assets.lakehouse.catalog import CatalogUnavailableError
     from financial_assets.lakehouse.publication import DEFAULT_KEEP, PublicationError, publications, rollback
-    from financial_assets.query.catalogs import refresh_readers
+    from financial_assets.query.catalogs import check_readers, refresh_readers
     from financial_assets.query.duckdb_views import ReaderError, require_readable
     from financial_assets.settings import Settings
 
@@ -91,6 +91,7 @@ def roll_back(args: argparse.Namespace) -> int:
         earlier = [p for p in publications(catalog) if p.version == args.version]
         if earlier:  # kept versions are tagged, but a --keep wider than maintenance's may name expired ones
             require_readable(catalog, earlier[-1])
+        check_readers(catalog, settings.duckdb_path)
         publication = rollback(catalog, args.version, keep=DEFAULT_KEEP if args.keep is None else args.keep)
     except (PublicationError, ReaderError, CatalogUnavailableError) as error:
         print(f"financial-assets: {error}", file=sys.stderr)

@@ -7,9 +7,10 @@ No Dagster and no Spark import.
   a time or for a version (``--as-of``).
 - Locally, a DuckDB file (``FIN_DUCKDB_PATH``, which BI tools open) holds one view per star table
   over the latest publication's Parquet files and a ``_publication`` table (version,
-  published_at). :func:`refresh_readers` rewrites it in one DuckDB transaction after every
-  publish, rollback and compaction; `financial-assets query` also brings it up to date whenever
-  it lags behind the latest publication.
+  published_at, and the lakehouse it follows). :func:`refresh_readers` rewrites it in one DuckDB
+  transaction after every publish, rollback and compaction; `financial-assets query` also brings
+  it up to date whenever it lags behind the latest publication. A file that follows another
+  lakehouse is refused (:class:`LakehouseMismatchError`), never re-pointed.
 - On AWS nothing needs telling: Athena reads the Glue Data Catalog's Iceberg tables, whose
   ``main`` the publish moves.
 """
@@ -32,6 +33,10 @@ from financial_assets.query.duckdb_views import ReaderError, create_views, requi
 
 class NoStarSchemaError(ReaderError):
     """No version of the star schema has been published yet."""
+
+
+class LakehouseMismatchError(ReaderError):
+    """The DuckDB file follows another lakehouse than the one asked for."""
 
 
 def require_publication(catalog: LakehouseCatalog) -> Publication:
@@ -112,21 +117,63 @@ class DuckDBFile:
     def follows(self, publication: Publication) -> bool:
         return self.current() == (publication.version, _microseconds(publication.published_at))
 
+    def require_lakehouse(self, catalog: LakehouseCatalog) -> None:
+        """LakehouseMismatchError when the file's views follow another lakehouse than ``catalog``'s
+        (a file without a record, or none yet, is free to follow it)."""
+        import duckdb
+
+        if not os.path.exists(self.path):
+            return
+        with duckdb.connect(self.path, read_only=True) as connection:
+            self._require_lakehouse(connection, catalog)
+
+    def _require_lakehouse(self, connection, catalog: LakehouseCatalog) -> None:
+        import duckdb
+
+        try:
+            row = connection.execute("SELECT lakehouse FROM _publication").fetchone()
+        except (duckdb.CatalogException, duckdb.BinderException):  # no views yet, or written before the record
+            return
+        if row and row[0] and row[0] != catalog.identity:
+            raise LakehouseMismatchError(
+                f"the DuckDB file {self.path} (FIN_DUCKDB_PATH) follows the lakehouse {row[0]}, not "
+                f"{catalog.identity}: set FIN_DUCKDB_PATH to a file of this lakehouse's own, or delete that one"
+            )
+
     def refresh(self, catalog: LakehouseCatalog, publication: Publication) -> None:
         """Views and ``_publication`` onto ``publication``, in one DuckDB transaction (files are
-        planned before the file is opened, so its write lock is held for milliseconds)."""
+        planned before the file is opened, so its write lock is held for milliseconds).
+        LakehouseMismatchError, and the file untouched, when it follows another lakehouse."""
         import duckdb
 
         statements = view_statements(catalog, publication.snapshots)
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         with duckdb.connect(self.path) as connection:
+            # Checked outside the transaction (a failed probe would abort it), but on this
+            # connection, whose write lock on the file keeps every other process out meanwhile.
+            self._require_lakehouse(connection, catalog)
             connection.execute("BEGIN")
             create_views(connection, statements)
             connection.execute(
-                "CREATE OR REPLACE TABLE _publication AS SELECT ?::VARCHAR AS version, ?::TIMESTAMPTZ AS published_at",
-                [publication.version, publication.published_at],
+                "CREATE OR REPLACE TABLE _publication AS SELECT ?::VARCHAR AS version, "
+                "?::TIMESTAMPTZ AS published_at, ?::VARCHAR AS lakehouse",
+                [publication.version, publication.published_at, catalog.identity],
             )
             connection.execute("COMMIT")
+
+
+def check_readers(catalog: LakehouseCatalog, duckdb_path: str | None) -> None:
+    """Before a publish, rollback or compaction commits: LakehouseMismatchError when the DuckDB
+    file follows another lakehouse, so that the refresh after the commit cannot be refused. A
+    file locked by a writer is left to the refresh, which checks again."""
+    import duckdb
+
+    if not duckdb_path:
+        return
+    try:
+        DuckDBFile(duckdb_path).require_lakehouse(catalog)
+    except duckdb.IOException:
+        pass
 
 
 def refresh_readers(catalog: LakehouseCatalog, publication: Publication, duckdb_path: str | None) -> list[str]:

@@ -113,6 +113,7 @@ def _duckdb(settings, sql: str, as_of: str | None = None):
         database = DuckDBFile(settings.duckdb_path)
         where = f"published star schema version {publication.version} ({settings.duckdb_path})"
         try:
+            database.require_lakehouse(catalog)
             if not database.follows(publication):
                 database.refresh(catalog, publication)
             connection = duckdb.connect(settings.duckdb_path, read_only=True)

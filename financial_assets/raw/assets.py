@@ -43,11 +43,16 @@ from financial_assets.extract.loads import (
 )
 from financial_assets.raw.metadata import load_metadata
 from financial_assets.resources import DocumentStoreResource, LakehouseResource, PostgresResource
+from financial_assets.settings import source_retry_delay_s
 
-# A source that is briefly unreachable (failover, network blip) is retried: 2, 4, 8 seconds. So is
-# a load whose Iceberg commit another writer overtook (ConcurrentCommitError): it committed
-# nothing, and the retry plans again from the table's new snapshot.
-SOURCE_RETRY = RetryPolicy(max_retries=3, delay=2, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+# A source that is briefly unreachable (failover, network blip) is retried 3 times, after
+# FIN_SOURCE_RETRY_DELAY_S (default 2 s: 2, 6, 14 s, each +/- 2 s). So is a load whose Iceberg
+# commit another writer overtook (ConcurrentCommitError): it committed nothing, and the retry plans
+# again from the table's new snapshot. Read when the code location loads: a policy is part of an
+# asset's definition, and the UI shows it.
+SOURCE_RETRY = RetryPolicy(
+    max_retries=3, delay=source_retry_delay_s(), backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
+)
 PROGRESS_EVERY_S = 10.0
 
 

@@ -5,7 +5,7 @@ from pydantic import Field
 
 from financial_assets.lakehouse.catalog import LakehouseCatalog
 from financial_assets.lakehouse.publication import Publication
-from financial_assets.query.catalogs import refresh_readers
+from financial_assets.query.catalogs import check_readers, refresh_readers
 
 
 class ReaderCatalogResource(ConfigurableResource):
@@ -18,3 +18,8 @@ class ReaderCatalogResource(ConfigurableResource):
     def refresh(self, catalog: LakehouseCatalog, publication: Publication) -> list[str]:
         """Bring every reader onto ``publication``; returns what was refreshed, for the log."""
         return refresh_readers(catalog, publication, self.duckdb_path)
+
+    def check(self, catalog: LakehouseCatalog) -> None:
+        """Before committing a publication: refuses (LakehouseMismatchError) a DuckDB file that
+        follows another lakehouse."""
+        check_readers(catalog, self.duckdb_path)
