@@ -92,7 +92,7 @@ def emit(columns: list[str], rows: list[tuple], where: str, format: str, limit: 
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)
         writer.writerows(rows)
-    elif args.format == "json":
+    elif format == "json":
         json.dump([dict(zip(columns, row)) for row in rows], sys.stdout, default=str, indent=1)
         print()
     else:
