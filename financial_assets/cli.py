@@ -7,6 +7,7 @@ import sys
 
 from financial_assets.operations import materialize, versions
 from financial_assets.query import cli as query_cli
+from financial_assets.query import defects as defects_cli
 from financial_assets.sample_data import cli as seed_cli
 from financial_assets.lakehouse.catalog import CatalogUnavailableError
 from financial_assets.settings import SettingsError
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed_cli.register(commands)
     materialize.register(commands)
     query_cli.register(commands)
+    defects_cli.register(commands)
     versions.register(commands)
     return parser
 

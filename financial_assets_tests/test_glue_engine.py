@@ -98,12 +98,14 @@ def raw_lakehouse(server_settings, tmp_path_factory, seeded_sources):
 
 @pytest.fixture(scope="module")
 def glue_build(raw_lakehouse, aws, standin):
-    """The star schema materialized once with the Glue engine, asked for a full refresh (a Glue
-    job run costs a JVM's start: one run serves every test here that needs a successful one)."""
+    """The star schema materialized once with the Glue engine (a Glue job run costs a JVM's start:
+    one run serves every test here), asked for a full refresh and tolerating no NULL or negative
+    amount (the thresholds travel to the job as JSON), so that the seeded faults block."""
     catalog, report = raw_lakehouse
     result = materialize(
         [star_schema], resources=pipeline_resources(catalog, engine=glue_engine(aws, standin)),
-        run_config={"ops": {"star_schema": {"config": {"full_refresh": True}}}},
+        run_config={"ops": {"star_schema": {"config": {
+            "full_refresh": True, "max_defect_share": {"amounts_present_and_positive": 0.0}}}}},
         raise_on_error=False, instance=DagsterInstance.ephemeral(),
     )
     return result, report
@@ -169,6 +171,9 @@ def test_check_results_arrive_from_glue_and_a_failed_blocking_check_fails_the_st
 
     assert len(outcomes) == len(STAR_CHECKS)
     assert outcomes[("fact_transactions", "accepted_transaction_types")] is False  # the seeded 'refund'
+    severities = {e.event_specific_data.check_name: e.event_specific_data.severity.value
+                  for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert (severities["accepted_transaction_types"], severities["amounts_present_and_positive"]) == ("WARN", "ERROR")
     assert outcomes[("dim_customers", "keys_unique_and_not_null")] is True
     assert "blocking asset check" in result.failure_data_for_node("star_schema").error.message
 

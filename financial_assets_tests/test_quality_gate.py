@@ -82,26 +82,28 @@ def test_readers_query_the_published_snapshots(clean):
 
 
 @contextmanager
-def an_unknown_transaction_type(clean):
-    """A source transaction of type 'refund' (a blocking check fails on it) while the block runs."""
+def null_amounts_in_a_tenth_of_the_rows(clean):
+    """New source transactions with NULL amounts, a tenth of all rows then (far above the share
+    amounts_present_and_positive tolerates: it blocks), while the block runs."""
     databases, resources, _, _ = clean
     with psycopg2.connect(databases.postgres_url) as connection, connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO transactions (account_id, transaction_type, amount, \"timestamp\") "
-            "SELECT 1, 'refund', 5.00, now() - interval '1 hour'"
+            "SELECT 1, 'deposit', NULL, now() - interval '1 hour' "
+            "FROM generate_series(1, (SELECT count(*) / 9 FROM transactions))"
         )
     try:
         yield
     finally:
         with psycopg2.connect(databases.postgres_url) as connection, connection.cursor() as cursor:
-            cursor.execute("DELETE FROM transactions WHERE transaction_type = 'refund'")
+            cursor.execute("DELETE FROM transactions WHERE amount IS NULL")
         run_all(resources, run_config={"ops": {"raw_transactions": {"config": {"full_refresh": True}}}})
 
 
-def test_a_failing_blocking_check_leaves_the_previous_version_published(clean):
+def test_a_large_share_of_a_source_defect_blocks_and_leaves_the_previous_version_published(clean):
     _, resources, _, catalog = clean
     before = latest_publication(catalog)
-    with an_unknown_transaction_type(clean):
+    with null_amounts_in_a_tenth_of_the_rows(clean):
         result = run_all(resources)
 
         assert not result.success
@@ -149,11 +151,11 @@ def test_a_killed_build_leaves_the_previous_version_readable(clean, tmp_path):
 
 def test_a_build_whose_audit_failed_cannot_be_published_by_hand(clean):
     _, resources, _, catalog = clean
-    with an_unknown_transaction_type(clean):
+    with null_amounts_in_a_tenth_of_the_rows(clean):
         run_all(resources)
         blocked = builds(catalog)[-1]
 
         assert not blocked.publishable
-        with pytest.raises(PublicationError, match="failed blocking checks: fact_transactions.accepted_transaction_types"):
+        with pytest.raises(PublicationError, match="failed blocking checks: fact_transactions.amounts_present_and_positive"):
             publish(catalog, blocked.version)
         assert find_build(catalog, blocked.version).branch in audit_branches(catalog)

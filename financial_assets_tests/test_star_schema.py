@@ -258,3 +258,80 @@ def test_an_old_newest_transaction_fails_fresh_transactions(audit):
     outcome = outcomes(QualityThresholds(max_transaction_age_hours=1))[("fact_transactions", "fresh_transactions")]
 
     assert outcome.passed is False and outcome.metadata["age_hours"] == 6.0
+
+
+# --- source defects: flagged rows, kept; thresholds decide WARN or a blocking ERROR ---------------
+
+def test_each_fact_carries_the_codes_of_what_is_wrong_in_its_source_row(star):
+    defects = {key: fact["defects"] for key, fact in star["fact_transactions"].items()}
+
+    assert defects == {
+        100: ["event_duplicated"],
+        101: [],
+        102: ["customer_unknown"],
+        103: ["account_unknown"],
+        104: ["time_missing", "transaction_type_unknown"],
+    }
+
+
+def test_bad_amounts_and_implausible_times_are_flagged_and_kept_as_they_are(spark):
+    accounts = spark.createDataFrame([(10, 1, "savings", Decimal("1.00"), at(1))], ACCOUNTS)
+    transactions = spark.createDataFrame([
+        (1, 10, "deposit", None, at(2)),
+        (2, 10, "deposit", Decimal("-3.00"), at(2)),
+        (3, 10, "deposit", Decimal("4.00"), datetime(2031, 1, 1, tzinfo=timezone.utc)),
+        (4, 10, "deposit", Decimal("5.00"), datetime(1970, 1, 1, tzinfo=timezone.utc)),
+    ], TRANSACTIONS)
+    customers = spark.createDataFrame([(1, "A", "a@x.org", "123", "1 St\nX, KS 12345")], CUSTOMERS)
+    raw = RawTables(customers, accounts, transactions, spark.createDataFrame([], EVENTS))
+    facts = {r["transaction_id"]: (r["amount"], r["defects"])
+             for r in build_star_schema(raw, POLICY, as_of=at(10)).fact_transactions.collect()}
+
+    assert facts == {
+        1: (None, ["amount_missing"]),
+        2: (Decimal("-3.00"), ["amount_not_positive"]),
+        3: (Decimal("4.00"), ["time_in_future"]),
+        4: (Decimal("5.00"), ["time_too_old"]),
+    }
+
+
+def flagged(frame, code: str):
+    """``frame`` with its one fact flagged ``code`` (as if the source row had that defect)."""
+    from pyspark.sql import functions as F
+
+    return frame.withColumn("defects", F.array(F.lit(code)))
+
+
+def test_a_defect_above_its_share_of_the_new_rows_fails_its_check_as_a_blocking_error(audit):
+    clean, _, outcomes = audit
+    outcome = outcomes(fact_transactions=flagged(clean.fact_transactions, "amount_missing"))[
+        ("fact_transactions", "amounts_present_and_positive")]
+
+    assert (outcome.passed, outcome.severity) == (False, "ERROR")
+    assert outcome.metadata["amount_missing"] == 1 and outcome.metadata["share_of_new_rows"] == 1.0
+    assert outcome.metadata["max_share"] == 0.005
+
+
+def test_a_defect_within_its_share_fails_its_check_as_a_warning_that_says_what_to_do(audit):
+    from financial_assets.quality.star_checks import QualityThresholds
+
+    clean, _, outcomes = audit
+    lenient = QualityThresholds(max_defect_share={"amounts_present_and_positive": 1.0})
+    outcome = outcomes(lenient, fact_transactions=flagged(clean.fact_transactions, "amount_missing"))[
+        ("fact_transactions", "amounts_present_and_positive")]
+
+    assert (outcome.passed, outcome.severity) == (False, "WARN")
+    assert outcome.metadata["sample_transaction_ids"] == [100]
+    assert outcome.metadata["query"] == (
+        "SELECT * FROM fact_transactions WHERE contains(defects, 'amount_missing') "
+        "OR contains(defects, 'amount_not_positive') ORDER BY transaction_id")
+    assert "1 of this build's 1 new rows = 100.00%, within max_defect_share.amounts_present_and_positive = " \
+        "100.00%" in outcome.metadata["what_to_do"]
+    assert "financial-assets defects --check amounts_present_and_positive" in outcome.metadata["what_to_do"]
+
+
+def test_a_threshold_for_a_check_that_does_not_exist_is_refused():
+    from financial_assets.quality.star_checks import QualityThresholds
+
+    with pytest.raises(ValueError, match="no defect check named amounts"):
+        QualityThresholds(max_defect_share={"amounts": 0.1})

@@ -39,6 +39,7 @@ FINISHED_RUN_EVENTS = (
 # told apart by the assets they selected.
 _IMPLICIT_ASSET_JOB_PREFIX = "__ASSET_JOB"
 _MAX_ERROR_CHARS = 2000
+WHAT_TO_DO = "what_to_do"  # the check metadata entry an alert's message quotes
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,11 @@ def _check_alert(subject: str, run_id: str, job_name: str, evaluation: AssetChec
         message += f" Partition {evaluation.partition}."
     if evaluation.description:
         message += f" {evaluation.description}"
+    # A check that knows what the operator should do says so (the source-defect checks: how many
+    # rows, which share against which threshold, sample keys, how to list them).
+    what_to_do = evaluation.metadata.get(WHAT_TO_DO)
+    if what_to_do is not None:
+        message += f" {getattr(what_to_do, 'value', what_to_do)}"
     return Alert(
         kind=CHECK_FAILED,
         severity=severity,

@@ -9,7 +9,7 @@ from dagster import AssetCheckSpec, AssetExecutionContext, AssetSpec, Config, mu
 from pydantic import Field
 
 from financial_assets.analytics.engines import StarSchemaEngine
-from financial_assets.quality.star_checks import STAR_CHECKS, QualityThresholds
+from financial_assets.quality.star_checks import DEFAULT_MAX_DEFECT_SHARE, STAR_CHECKS, QualityThresholds
 from financial_assets.resources.lakehouse import LakehouseResource
 from financial_assets.resources.pii import PiiPolicyResource
 from financial_assets.transform.build import new_version
@@ -48,8 +48,10 @@ STAR_SCHEMA_SPECS = [
         group_name="analytics",
         kinds=KINDS,
         description="One row per source transaction, none dropped: keys to the dimensions (-1 for "
-        "unknown), amount and signed amount (deposits +, withdrawals and transfers -), and the "
-        "transaction's event (the latest-written when duplicated): device, fraud score, country, city.",
+        "unknown), amount and signed amount (deposits +, withdrawals and transfers -), the "
+        "transaction's event (the latest-written when duplicated): device, fraud score, country, city, "
+        "and defects, the codes of what is wrong in the source row (empty when nothing is: analysts "
+        "exclude flagged rows with cardinality(defects) = 0).",
     ),
 ]
 
@@ -69,8 +71,11 @@ class StarSchemaConfig(Config):
     min_event_match_rate: float = Field(
         default=_DEFAULTS.min_event_match_rate, description="Least share of facts with an event (WARN)."
     )
-    max_duplicate_events: int = Field(
-        default=_DEFAULTS.max_duplicate_events, description="Most duplicate events tolerated (WARN)."
+    max_defect_share: dict[str, float] = Field(
+        default=dict(DEFAULT_MAX_DEFECT_SHARE),
+        description="Per source-defect check, the share of the build's new fact rows it may flag before it "
+        "blocks the publish (ERROR); any flagged row is a WARN. A check left out keeps its default: "
+        + ", ".join(f"{name} {share:.1%}" for name, share in DEFAULT_MAX_DEFECT_SHARE.items()) + ".",
     )
     max_transaction_age_hours: float = Field(
         default=_DEFAULTS.max_transaction_age_hours, description="Oldest the newest transaction may be (WARN)."
@@ -79,7 +84,7 @@ class StarSchemaConfig(Config):
     def thresholds(self) -> QualityThresholds:
         return QualityThresholds(
             min_event_match_rate=self.min_event_match_rate,
-            max_duplicate_events=self.max_duplicate_events,
+            max_defect_share=self.max_defect_share,
             max_transaction_age_hours=self.max_transaction_age_hours,
         )
 

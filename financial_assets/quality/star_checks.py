@@ -1,9 +1,18 @@
 """Data-quality checks on a freshly built star-schema version, before anyone may read it.
 
 Pure PySpark with no Dagster import: the local engine and the Glue job both run them and report
-the outcomes (as asset check results, through Pipes from Glue). Integrity checks are ERROR and
-block publication; soft checks (event match rate, duplicate events, freshness) WARN. Every
-threshold is a field of :class:`QualityThresholds`, set from configuration.
+the outcomes (as asset check results, through Pipes from Glue). Two kinds of failure:
+
+- *Pipeline integrity* (our own bugs: a repeated or NULL key, a foreign key the pipeline broke,
+  raw rows != fact rows, sums that differ, schema drift): ERROR at zero tolerance, blocking.
+- *Source data defects* (:data:`DEFECT_CHECKS`: what the bank's systems hold is wrong in a row):
+  the row is kept and its fact flagged (``defects``, see `financial_assets.transform.star_schema`).
+  Any flagged row fails the check as a WARN (an alert, no block); more than the check's
+  ``max_defect_share`` of the build's new rows fails it as a blocking ERROR: a share that large
+  means a broken source or extract, not a few bad rows.
+
+The soft checks (event match rate, events for unknown transactions, freshness, emails) WARN.
+Every threshold is a field of :class:`QualityThresholds`, set from configuration.
 """
 
 from __future__ import annotations
@@ -15,13 +24,19 @@ from datetime import datetime, timezone
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from financial_assets.quality.defects import (
+    ACCEPTED_ACCOUNT_TYPES,
+    ACCEPTED_DEVICE_TYPES,
+    ACCEPTED_TRANSACTION_TYPES,
+    DEFAULT_MAX_DEFECT_SHARE,
+    DEFECT_CHECKS,
+    DEFECTS,
+    DefectCheck,
+    defect_query,
+)
 from financial_assets.transform.star_schema import UNKNOWN_KEY, RawTables, StarSchema
 
 ERROR, WARN = "ERROR", "WARN"
-
-ACCEPTED_TRANSACTION_TYPES = ("deposit", "withdrawal", "transfer")
-ACCEPTED_ACCOUNT_TYPES = ("savings", "checking")
-ACCEPTED_DEVICE_TYPES = ("mobile_app", "web_browser", "atm")
 
 # The published tables' contract: columns and Spark types, in order. Drift fails the build.
 # The type names are valid Hive/Athena types too, so the Glue Data Catalog takes them as they are.
@@ -44,17 +59,32 @@ EXPECTED_SCHEMAS = {
     "fact_transactions": _columns(
         "transaction_id int; date_key int; account_key int; customer_key int; amount decimal(12,2); "
         "signed_amount decimal(12,2); transaction_type string; transaction_at timestamp; "
-        "device_type string; fraud_score double; country string; city string"
+        "device_type string; fraud_score double; country string; city string; defects array<string>"
     ),
 }
+
+
+SAMPLE_KEYS = 5  # sample transaction ids per defect check: the latest flagged
 
 
 @dataclass(frozen=True)
 class QualityThresholds:
     min_event_match_rate: float = 0.90
-    max_duplicate_events: int = 0
     max_transaction_age_hours: float = 48.0
     max_row_count_change: float = 0.5  # used by the Dagster-side anomaly check
+    # Per defect check: the share of a build's new fact rows flagged above which it blocks.
+    # Checks left out keep their default.
+    max_defect_share: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.max_defect_share) - set(DEFAULT_MAX_DEFECT_SHARE))
+        if unknown:
+            raise ValueError(f"max_defect_share: no defect check named {', '.join(unknown)} "
+                             f"(they are {', '.join(DEFAULT_MAX_DEFECT_SHARE)})")
+        invalid = {name: share for name, share in self.max_defect_share.items() if not 0 <= share <= 1}
+        if invalid:
+            raise ValueError(f"max_defect_share: a share is between 0 and 1, got {invalid}")
+        object.__setattr__(self, "max_defect_share", {**DEFAULT_MAX_DEFECT_SHARE, **self.max_defect_share})
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -68,8 +98,9 @@ class QualityThresholds:
 class CheckSpec:
     asset: str
     name: str
-    severity: str
+    severity: str  # the most severe result it can give: ERROR blocks
     description: str
+    defect: DefectCheck | None = None
 
     @property
     def blocking(self) -> bool:
@@ -92,6 +123,14 @@ class CheckOutcome:
         }
 
 
+def _defect_description(check: DefectCheck) -> str:
+    return (
+        f"{check.description} Source defect: flagged rows are published, their defects holding "
+        f"{' or '.join(check.codes)}. WARN when any fact row is flagged; ERROR, blocking the publish, when "
+        f"more than max_defect_share.{check.name} of the build's new rows are (default {check.max_share:.1%})."
+    )
+
+
 def _specs() -> list[CheckSpec]:
     specs = []
     for table, key in (("dim_customers", "customer_key"), ("dim_accounts", "account_key"), ("dim_dates", "date_key")):
@@ -101,29 +140,17 @@ def _specs() -> list[CheckSpec]:
     specs += [
         CheckSpec("fact_transactions", "foreign_keys_resolve", ERROR,
                   "Every date_key, account_key and customer_key has its dimension row (unknown members count)."),
-        CheckSpec("fact_transactions", "accepted_transaction_types", ERROR,
-                  f"transaction_type is one of {', '.join(ACCEPTED_TRANSACTION_TYPES)}."),
-        CheckSpec("fact_transactions", "accepted_device_types", ERROR,
-                  f"device_type is one of {', '.join(ACCEPTED_DEVICE_TYPES)}, or null without an event."),
         CheckSpec("dim_accounts", "accepted_account_types", ERROR,
                   f"account_type is one of {', '.join(ACCEPTED_ACCOUNT_TYPES)} (or 'unknown' for the member -1)."),
         CheckSpec("fact_transactions", "reconciles_with_raw", ERROR,
                   "Raw transactions = fact rows, and the sum of amounts per day is equal in both."),
-        CheckSpec("fact_transactions", "amounts_present_and_positive", ERROR,
-                  "Every amount is present and above zero (the type gives the direction)."),
-        CheckSpec("fact_transactions", "transaction_times_valid", ERROR,
-                  "Every transaction has a timestamp, and none is in the future."),
-        CheckSpec("fact_transactions", "fraud_scores_in_range", ERROR,
-                  "Every fraud score is between 0 and 1."),
-        CheckSpec("fact_transactions", "unknown_members", WARN,
-                  "No fact points at an unknown account or customer (they are kept, and counted here)."),
+        *[CheckSpec("fact_transactions", check.name, ERROR, _defect_description(check), check)
+          for check in DEFECT_CHECKS],
         CheckSpec("fact_transactions", "events_match_transactions", WARN,
                   "No event refers to a transaction that does not exist."),
         CheckSpec("dim_customers", "emails_present", WARN, "Every customer has an email."),
         CheckSpec("fact_transactions", "event_match_rate", WARN,
                   "The share of facts that found an event is at least min_event_match_rate."),
-        CheckSpec("fact_transactions", "duplicate_events", WARN,
-                  "Duplicate events (several for one transaction) are at most max_duplicate_events."),
         CheckSpec("fact_transactions", "fresh_transactions", WARN,
                   "The newest transaction is at most max_transaction_age_hours old."),
     ]
@@ -155,11 +182,8 @@ class FactAudit:
 
     rows: int = 0
     with_event: int = 0
-    null_amounts: int = 0
-    non_positive_amounts: int = 0
-    null_times: int = 0
-    future_times: int = 0
-    scores_out_of_range: int = 0
+    defects: dict[str, int] = field(default_factory=dict)  # code -> flagged rows
+    defect_samples: dict[str, list[int]] = field(default_factory=dict)  # code -> latest flagged ids
     newest: str | None = None  # ISO time of the newest transaction not in the future
     unknown_members: dict[str, int] = field(default_factory=dict)
     unresolved: dict[str, int] = field(default_factory=dict)
@@ -177,6 +201,9 @@ class FactAudit:
         return FactAudit(
             **{name: getattr(self, name) + getattr(other, name) for name in _SUMMED},
             newest=newest,
+            defects=counts(self.defects, other.defects),
+            defect_samples={code: sorted({*self.defect_samples.get(code, []), *other.defect_samples.get(code, [])})
+                            [-SAMPLE_KEYS:] for code in sorted({*self.defect_samples, *other.defect_samples})},
             unknown_members=counts(self.unknown_members, other.unknown_members),
             unresolved=counts(self.unresolved, other.unresolved),
             unexpected_transaction_types=counts(self.unexpected_transaction_types, other.unexpected_transaction_types),
@@ -192,8 +219,7 @@ class FactAudit:
         return cls(**values)
 
 
-_SUMMED = ("rows", "with_event", "null_amounts", "non_positive_amounts", "null_times", "future_times",
-           "scores_out_of_range", "raw_rows")
+_SUMMED = ("rows", "with_event", "raw_rows")
 _FACT_KEYS = (("date_key", "dim_dates"), ("account_key", "dim_accounts"), ("customer_key", "dim_customers"))
 
 
@@ -215,6 +241,7 @@ def _value_counts(rows, column: str) -> dict[str, int]:
 
 
 _MISMATCHED_DAYS_KEPT = 10  # the first ten, as sorted text
+_DEFECT = "defect:"  # the kind of the rows flagged with a code: defect:<code>
 
 
 def audit_facts(fact: DataFrame, star: StarSchema, raw_transactions: DataFrame, now: datetime) -> FactAudit:
@@ -225,8 +252,10 @@ def audit_facts(fact: DataFrame, star: StarSchema, raw_transactions: DataFrame, 
     # tables is most of the time): the fact rows, the raw transactions and the dimensions' keys
     # become rows tagged with a kind, grouped by (kind, the value that kind is about), and only the
     # groups that say something are collected: the totals, the days whose raw and fact rows differ,
-    # the unexpected values, and the fact keys without a dimension row (at most the distinct keys of
-    # the facts; NULL dimension keys are left out, as a NULL never matches).
+    # the unexpected values, the fact keys without a dimension row (at most the distinct keys of
+    # the facts; NULL dimension keys are left out, as a NULL never matches), and the rows flagged with
+    # each defect code, in SAMPLE_KEYS groups by transaction id whose greatest ids are the samples (a
+    # bounded sample however many rows are flagged).
     key_columns = [column for column, _ in _FACT_KEYS]
     kind = F.col("_kind")
     facts = _by_kind(fact, {
@@ -235,20 +264,18 @@ def audit_facts(fact: DataFrame, star: StarSchema, raw_transactions: DataFrame, 
         "transaction_type": _unexpected("transaction_type", ACCEPTED_TRANSACTION_TYPES, allow_null=False),
         "device_type": _unexpected("device_type", ACCEPTED_DEVICE_TYPES, allow_null=True),
         **{column: F.lit(True) for column in key_columns},
+        **{f"{_DEFECT}{code}": F.array_contains("defects", code) for code in DEFECTS},
     }).select(
         kind,
         F.when(kind == "day", F.to_date("transaction_at")).alias("day"),
         *[F.when(kind == column, F.col(column)).alias(column)
           for column in ("transaction_type", "device_type", *key_columns)],
+        F.when(kind.startswith(_DEFECT), F.pmod("transaction_id", F.lit(SAMPLE_KEYS))).alias("_bucket"),
+        F.when(kind.startswith(_DEFECT), F.col("transaction_id")).alias("_sample"),
         F.lit(1).alias("_fact"),
         F.col("amount").alias("_fact_amount"),
         F.col("device_type").alias("_event"),
         F.when(F.col("transaction_at") <= now_literal, F.col("transaction_at")).alias("_newest"),
-        F.col("amount").isNull().cast("int").alias("_null_amounts"),
-        (F.col("amount") <= 0).cast("int").alias("_non_positive_amounts"),
-        F.col("transaction_at").isNull().cast("int").alias("_null_times"),
-        (F.col("transaction_at") > now_literal).cast("int").alias("_future_times"),
-        (~F.col("fraud_score").between(0, 1)).cast("int").alias("_scores_out_of_range"),
         *[(F.col(column) == UNKNOWN_KEY).cast("int").alias(f"_unknown_{column}") for column in key_columns],
     )
     raw = _by_kind(raw_transactions, {"total": F.lit(True), "day": F.lit(True)}).select(
@@ -262,7 +289,7 @@ def audit_facts(fact: DataFrame, star: StarSchema, raw_transactions: DataFrame, 
         keys = getattr(star, dimension).where(F.col(column).isNotNull()).select(
             F.lit(column).alias("_kind"), F.col(column), F.lit(1).alias("_dimension"))
         tagged = tagged.unionByName(keys, allowMissingColumns=True)
-    groups = tagged.groupBy("_kind", "day", "transaction_type", "device_type", *key_columns).agg(
+    groups = tagged.groupBy("_kind", "day", "transaction_type", "device_type", *key_columns, "_bucket").agg(
         F.count("_fact").alias("rows"),
         F.count("_raw").alias("raw_rows"),
         F.count("_dimension").alias("dimension_rows"),
@@ -270,8 +297,7 @@ def audit_facts(fact: DataFrame, star: StarSchema, raw_transactions: DataFrame, 
         F.sum("_raw_amount").alias("raw_amount"),
         F.count("_event").alias("with_event"),
         F.max("_newest").alias("newest"),
-        *[F.sum(f"_{name}").alias(name) for name in
-          ("null_amounts", "non_positive_amounts", "null_times", "future_times", "scores_out_of_range")],
+        F.max("_sample").alias("sample"),
         *[F.sum(f"_unknown_{column}").alias(f"unknown_{column}") for column in key_columns],
     )
     mismatched = (F.col("rows") != F.col("raw_rows")) | ~F.col("amount").eqNullSafe(F.col("raw_amount"))
@@ -280,6 +306,7 @@ def audit_facts(fact: DataFrame, star: StarSchema, raw_transactions: DataFrame, 
         kind.isin("total", "transaction_type", "device_type")
         | ((kind == "day") & mismatched)
         | (kind.isin(*key_columns) & unresolved)
+        | kind.startswith(_DEFECT)
     ).collect()
     of_kind: dict[str, list] = {}
     for row in collected:
@@ -292,8 +319,12 @@ def audit_facts(fact: DataFrame, star: StarSchema, raw_transactions: DataFrame, 
     newest = totals["newest"] if totals else None
     if newest is not None and newest.tzinfo is None:
         newest = newest.replace(tzinfo=timezone.utc)  # the session's time zone is UTC
+    flagged = {code: of_kind.get(f"{_DEFECT}{code}", []) for code in DEFECTS}
     return FactAudit(
         **{name: total(name) for name in _SUMMED},
+        defects={code: sum(int(r["rows"]) for r in groups) for code, groups in flagged.items()},
+        defect_samples={code: sorted(int(r["sample"]) for r in groups)[-SAMPLE_KEYS:]
+                        for code, groups in flagged.items() if groups},
         newest=newest.isoformat(timespec="microseconds") if newest else None,
         unknown_members={column: total(f"unknown_{column}") for column in key_columns},
         unresolved={column: sum(int(r["rows"]) for r in of_kind.get(column, [])) for column in key_columns},
@@ -359,41 +390,80 @@ def dimension_outcomes(star: StarSchema) -> list[CheckOutcome]:
     ]
 
 
+def _percent(share: float) -> str:
+    return f"{share:.2%}"
+
+
+def defect_outcome(check: DefectCheck, facts: FactAudit, new_facts: FactAudit, max_share: float,
+                   extra: dict | None = None) -> CheckOutcome:
+    """A source-defect check: failed when any row of the version is flagged with one of its codes,
+    as an ERROR (blocking) when the flagged share of the build's new rows is above ``max_share``,
+    else as a WARN. The metadata says what an operator needs: how many, which, how to list them."""
+    counts = {code: facts.defects.get(code, 0) for code in check.codes}
+    flagged = sum(counts.values())  # a row holds at most one code of a check
+    new_flagged = sum(new_facts.defects.get(code, 0) for code in check.codes)
+    share = new_flagged / new_facts.rows if new_facts.rows else 0.0
+    blocks = share > max_share
+    samples = sorted({key for code in check.codes for key in facts.defect_samples.get(code, [])})[-SAMPLE_KEYS:]
+    command = f"financial-assets defects --check {check.name}"
+    what_to_do = (
+        f"{flagged:,} published fact rows flagged "
+        f"({', '.join(f'{code} {count:,}' for code, count in counts.items() if count)}); "
+        f"{new_flagged:,} of this build's {new_facts.rows:,} new rows = {_percent(share)}, "
+        f"{'above' if blocks else 'within'} max_defect_share.{check.name} = {_percent(max_share)}"
+        f"{': the version is blocked' if blocks else ': published with the rows flagged'}. "
+        f"Latest flagged transaction_ids: {', '.join(map(str, samples))}. "
+        f"List them with `{command}`; fix them in the source system."
+    ) if flagged else ""
+    metadata = {
+        **counts,
+        "flagged_rows": flagged,
+        "new_rows": new_facts.rows,
+        "new_flagged_rows": new_flagged,
+        "share_of_new_rows": round(share, 6),
+        "max_share": max_share,
+        "sample_transaction_ids": samples,
+        "query": defect_query(check.codes),
+        "list_command": command,
+        **(extra or {}),
+    }
+    if what_to_do:
+        metadata["what_to_do"] = what_to_do
+    return CheckOutcome("fact_transactions", check.name, flagged == 0, ERROR if blocks else WARN, metadata)
+
+
 def fact_outcomes(
-    facts: FactAudit, statistics: dict[str, int], thresholds: QualityThresholds, now: datetime
+    facts: FactAudit, statistics: dict[str, int], thresholds: QualityThresholds, now: datetime,
+    new_facts: FactAudit | None = None,
 ) -> list[CheckOutcome]:
-    """The fact checks, decided from what `audit_facts` measured and the event statistics."""
+    """The fact checks, decided from what `audit_facts` measured over the version (``facts``) and
+    over the rows this build added (``new_facts``; all of them when omitted: a full build), and
+    the event statistics."""
+    new_facts = facts if new_facts is None else new_facts
     fact_rows = facts.rows
     match_rate = (facts.with_event / fact_rows) if fact_rows else 1.0
     duplicates = int(statistics.get("duplicate_events", 0))
     newest = datetime.fromisoformat(facts.newest) if facts.newest else None
     age_hours = (now - newest).total_seconds() / 3600 if newest else None
+    # What some defect checks add: the values behind the flags, and events (not rows) counted.
+    extra = {
+        "accepted_transaction_types": {"unexpected_values": facts.unexpected_transaction_types},
+        "accepted_device_types": {"unexpected_values": facts.unexpected_device_types},
+        "duplicate_events": {"duplicate_events": duplicates},
+    }
     return [
         _outcome("fact_transactions", "foreign_keys_resolve", not any(facts.unresolved.values()),
                  unresolved=facts.unresolved, unknown_member_rows=facts.unknown_members),
-        _value_outcome("fact_transactions", "accepted_transaction_types", facts.unexpected_transaction_types),
-        _value_outcome("fact_transactions", "accepted_device_types", facts.unexpected_device_types),
         _outcome("fact_transactions", "reconciles_with_raw", facts.raw_rows == fact_rows and not facts.mismatched_days,
                  raw_rows=facts.raw_rows, fact_rows=fact_rows, mismatched_days=facts.mismatched_days[:10]),
-        _outcome("fact_transactions", "amounts_present_and_positive",
-                 not facts.null_amounts and not facts.non_positive_amounts,
-                 null_amounts=facts.null_amounts, non_positive_amounts=facts.non_positive_amounts),
-        _outcome("fact_transactions", "transaction_times_valid", not facts.null_times and not facts.future_times,
-                 missing_timestamps=facts.null_times, future_timestamps=facts.future_times),
-        _outcome("fact_transactions", "fraud_scores_in_range", not facts.scores_out_of_range,
-                 out_of_range=facts.scores_out_of_range),
-        _outcome("fact_transactions", "unknown_members",
-                 not facts.unknown_members.get("account_key") and not facts.unknown_members.get("customer_key"),
-                 facts_with_unknown_account=facts.unknown_members.get("account_key", 0),
-                 facts_with_unknown_customer=facts.unknown_members.get("customer_key", 0)),
+        *[defect_outcome(check, facts, new_facts, thresholds.max_defect_share[check.name], extra.get(check.name))
+          for check in DEFECT_CHECKS],
         _outcome("fact_transactions", "events_match_transactions",
                  not statistics.get("events_for_unknown_transactions", 0),
                  events_for_unknown_transactions=int(statistics.get("events_for_unknown_transactions", 0))),
         _outcome("fact_transactions", "event_match_rate", match_rate >= thresholds.min_event_match_rate,
                  match_rate=round(match_rate, 4), threshold=thresholds.min_event_match_rate,
                  facts_without_event=fact_rows - facts.with_event),
-        _outcome("fact_transactions", "duplicate_events", duplicates <= thresholds.max_duplicate_events,
-                 duplicate_events=duplicates, threshold=thresholds.max_duplicate_events),
         _outcome("fact_transactions", "fresh_transactions",
                  age_hours is not None and age_hours <= thresholds.max_transaction_age_hours,
                  newest_transaction_at=facts.newest,  # future ones left out
@@ -403,10 +473,11 @@ def fact_outcomes(
 
 
 def audit_outcomes(
-    star: StarSchema, facts: FactAudit, statistics: dict[str, int], thresholds: QualityThresholds, now: datetime
+    star: StarSchema, facts: FactAudit, statistics: dict[str, int], thresholds: QualityThresholds, now: datetime,
+    new_facts: FactAudit | None = None,
 ) -> list[CheckOutcome]:
-    """Every check of STAR_CHECKS, once each."""
-    outcomes = dimension_outcomes(star) + fact_outcomes(facts, statistics, thresholds, now)
+    """Every check of STAR_CHECKS, once each (``new_facts``: see `fact_outcomes`)."""
+    outcomes = dimension_outcomes(star) + fact_outcomes(facts, statistics, thresholds, now, new_facts)
     produced = [(o.asset, o.name) for o in outcomes]
     assert sorted(produced) == sorted((s.asset, s.name) for s in STAR_CHECKS), "checks produced != checks declared"
     return outcomes
@@ -426,6 +497,7 @@ def run_star_checks(
 
 
 __all__ = [
+    "DEFECT_CHECKS",
     "STAR_CHECKS",
     "CheckOutcome",
     "FactAudit",

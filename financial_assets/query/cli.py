@@ -70,24 +70,34 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     sql = args.sql or ANALYST_QUERY
     try:
-        if settings.deployment == "aws":
-            columns, rows, where = _athena(settings, sql, args.as_of)
-        else:
-            columns, rows, where = _duckdb(settings, sql, args.as_of)
+        columns, rows, where = run_sql(settings, sql, args.as_of)
     except (ReaderError, CatalogUnavailableError) as error:
         print(f"financial-assets: {error}", file=sys.stderr)
         return 2
-    if args.format == "csv":
+    emit(columns, rows, where, args.format, args.limit)
+    return 0
+
+
+def run_sql(settings, sql: str, as_of: str | None = None):
+    """``sql`` on the published star schema (or the one current at ``as_of``): (columns, rows,
+    a line saying what was read)."""
+    if settings.deployment == "aws":
+        return _athena(settings, sql, as_of)
+    return _duckdb(settings, sql, as_of)
+
+
+def emit(columns: list[str], rows: list[tuple], where: str, format: str, limit: int) -> None:
+    """Rows on stdout as CSV, JSON or a table for people (with ``where`` on stderr)."""
+    if format == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)
         writer.writerows(rows)
-    elif args.format == "json":
+    elif format == "json":
         json.dump([dict(zip(columns, row)) for row in rows], sys.stdout, default=str, indent=1)
         print()
     else:
         print(where, file=sys.stderr, flush=True)
-        print_table(columns, rows, args.limit)
-    return 0
+        print_table(columns, rows, limit)
 
 
 def _describe(publication) -> str:

@@ -75,7 +75,7 @@ TABLE_PROPERTIES = {
 # The code whose change can change a fact or an audit: a change forces a full build.
 _FINGERPRINTED = {
     "financial_assets.transform": ("star_schema.py", "pii.py", "build.py"),
-    "financial_assets.quality": ("star_checks.py",),
+    "financial_assets.quality": ("star_checks.py", "defects.py"),
 }
 FULL, INCREMENTAL = "full", "incremental"
 
@@ -411,7 +411,7 @@ def build_star_schema_version(
     open_events = raw.tables.transaction_events
     if incremental:
         open_events = _above(open_events, "transaction_id", plan.base["settled_through"])
-    facts = build_fact_transactions(new_transactions, dimensions["dim_accounts"], open_events)
+    facts = build_fact_transactions(new_transactions, dimensions["dim_accounts"], open_events, as_of=now)
 
     for name, frame in {**dimensions, "fact_transactions": facts}.items():
         table = lakehouse.star(name)
@@ -446,7 +446,7 @@ def build_star_schema_version(
     statistics = {name: base_settled[name] + new_statistics[name] for name in STATISTICS}
     settled = {name: base_settled[name] + new_statistics[f"settled_{name}"] for name in STATISTICS}
     statistics["unknown_account_rows"] = fact_audit.unknown_members.get("account_key", 0)
-    checks = audit_outcomes(written, fact_audit, statistics, thresholds or QualityThresholds(), now)
+    checks = audit_outcomes(written, fact_audit, statistics, thresholds or QualityThresholds(), now, new_audit)
     row_counts = {name: lakehouse.total_records(lakehouse.star(name), snapshots[name]) for name in TABLES}
     report = BuildReport(
         version=version, branch=branch, tables={name: catalog.analytics_table(name) for name in TABLES},

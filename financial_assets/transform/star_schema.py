@@ -14,16 +14,28 @@ Rules (each has a test in `financial_assets_tests/test_star_schema.py`):
   counted, not used. Events for transactions that do not exist are counted, not joined.
 - Dates: ``dim_dates`` is a full calendar from the earliest account opening to the latest
   transaction, whether or not a day had a transaction. Dates are UTC days.
+- Defects: a source row with something wrong in it (a NULL amount, a date in the future, an
+  unknown account...) is kept like any other, and its fact carries the codes of what is wrong in
+  ``defects`` (`financial_assets.quality.defects`; empty when nothing is). Readers exclude flagged rows with
+  ``cardinality(defects) = 0``; the audit counts each code and decides whether the build may be
+  published (`financial_assets/quality/star_checks.py`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
+from financial_assets.quality.defects import (
+    ACCEPTED_DEVICE_TYPES,
+    ACCEPTED_TRANSACTION_TYPES,
+    DEFECTS,
+    OLDEST_PLAUSIBLE_TIME,
+)
 from financial_assets.transform.pii import (
     PiiPolicy,
     address_city,
@@ -134,10 +146,13 @@ def build_dim_dates(accounts: DataFrame, transactions: DataFrame) -> DataFrame:
 
 
 def deduplicate_events(events: DataFrame) -> DataFrame:
-    """One event per transaction: the one with the greatest event_id."""
-    latest_first = Window.partitionBy("transaction_id").orderBy(F.col("event_id").desc())
+    """One event per transaction: the one with the greatest event_id, with ``events_of_transaction``,
+    how many the transaction had (one window: the count costs no shuffle of its own)."""
+    per_transaction = Window.partitionBy("transaction_id")
+    latest_first = per_transaction.orderBy(F.col("event_id").desc())
     return (
         events.withColumn("_rank", F.row_number().over(latest_first))
+        .withColumn("events_of_transaction", F.count(F.lit(1)).over(per_transaction))
         .where(F.col("_rank") == 1)
         .drop("_rank")
     )
@@ -151,9 +166,34 @@ def signed_amount(transaction_type: Column, amount: Column) -> Column:
     )
 
 
+def defect_codes(columns: dict[str, Column], as_of: datetime) -> Column:
+    """The ``defects`` of each row: the codes of :data:`DEFECTS` whose condition holds (a NULL
+    condition does not), in that order; an empty array when none does, never NULL."""
+    amount, timestamp = columns["amount"], columns["timestamp"]
+    conditions = {
+        "amount_missing": amount.isNull(),
+        "amount_not_positive": amount <= 0,
+        "time_missing": timestamp.isNull(),
+        "time_in_future": timestamp > F.lit(as_of),
+        "time_too_old": timestamp < F.lit(OLDEST_PLAUSIBLE_TIME),
+        "account_unknown": columns["account_key"].isNull(),
+        "customer_unknown": columns["customer_key"] == UNKNOWN_KEY,
+        "transaction_type_unknown": ~F.coalesce(
+            columns["transaction_type"].isin(*ACCEPTED_TRANSACTION_TYPES), F.lit(False)),
+        "device_type_unknown": ~columns["device_type"].isin(*ACCEPTED_DEVICE_TYPES),
+        "fraud_score_out_of_range": ~columns["fraud_score"].between(0, 1),
+        "event_duplicated": columns["events_of_transaction"] > 1,
+    }
+    assert list(conditions) == list(DEFECTS), "every defect code has its condition, in DEFECTS' order"
+    flagged = F.array(*[F.when(condition, F.lit(code)) for code, condition in conditions.items()])
+    return F.filter(flagged, lambda code: code.isNotNull())
+
+
 def build_fact_transactions(
-    transactions: DataFrame, dim_accounts: DataFrame, events: DataFrame
+    transactions: DataFrame, dim_accounts: DataFrame, events: DataFrame, *, as_of: datetime
 ) -> DataFrame:
+    """One fact per transaction; ``as_of`` is the instant after which a timestamp is in the future
+    (the build's time: a published row keeps the flags of the build that added it)."""
     accounts = dim_accounts.where(F.col("account_key") != UNKNOWN_KEY).select(
         F.col("account_key"), F.col("customer_key")
     )
@@ -163,6 +203,7 @@ def build_fact_transactions(
         "fraud_score",
         F.col("geolocation.country").alias("country"),
         F.col("geolocation.city").alias("city"),
+        "events_of_transaction",
     )
     joined = transactions.join(
         accounts, transactions["account_id"] == accounts["account_key"], "left"
@@ -180,6 +221,9 @@ def build_fact_transactions(
         F.col("fraud_score"),
         F.col("country"),
         F.col("city"),
+        defect_codes({name: F.col(name) for name in (
+            "amount", "timestamp", "account_key", "customer_key", "transaction_type", "device_type", "fraud_score",
+            "events_of_transaction")}, as_of).alias("defects"),
     )
 
 
@@ -191,12 +235,13 @@ def build_dimensions(raw: RawTables, policy: PiiPolicy) -> dict[str, DataFrame]:
     }
 
 
-def build_star_schema(raw: RawTables, policy: PiiPolicy) -> StarSchema:
+def build_star_schema(raw: RawTables, policy: PiiPolicy, as_of: datetime | None = None) -> StarSchema:
     dimensions = build_dimensions(raw, policy)
     return StarSchema(
         **dimensions,
         fact_transactions=build_fact_transactions(
-            raw.transactions, dimensions["dim_accounts"], raw.transaction_events
+            raw.transactions, dimensions["dim_accounts"], raw.transaction_events,
+            as_of=as_of or datetime.now(timezone.utc),
         ),
     )
 
