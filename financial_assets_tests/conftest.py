@@ -159,15 +159,18 @@ def spark():
 def lakehouse_catalog(server_settings: Settings, tmp_path: Path):
     """An empty lakehouse of the test's own: a catalog name of its own in the shared catalog
     database (Iceberg's SQL catalog on the local PostgreSQL) and a warehouse in ``tmp_path``."""
-    from financial_assets.lakehouse.catalog import LakehouseCatalog
-
-    catalog = LakehouseCatalog(
-        warehouse=f"file://{tmp_path / 'lakehouse'}",
-        sql_url=server_settings.catalog_url,
-        name=f"test_{uuid.uuid4().hex[:12]}",
-    )
+    catalog = new_catalog(server_settings, f"file://{tmp_path / 'lakehouse'}")
     yield catalog
     forget_catalog(catalog)
+
+
+def new_catalog(server_settings: Settings, warehouse: str, **options):
+    """A lakehouse at ``warehouse`` under a catalog name of its own in the suite's catalog database
+    (`forget_catalog` removes it)."""
+    from financial_assets.lakehouse.catalog import LakehouseCatalog
+
+    return LakehouseCatalog(warehouse=warehouse, sql_url=server_settings.catalog_url,
+                            name=f"test_{uuid.uuid4().hex[:12]}", **options)
 
 
 def forget_catalog(catalog) -> None:

@@ -22,7 +22,7 @@ from financial_assets.quality.star_checks import STAR_CHECKS
 from financial_assets.raw import RAW_ASSETS
 from financial_assets.transform.star_schema import TABLES
 from financial_assets_tests.conftest import TEST_PII_KEY as PII_KEY
-from financial_assets_tests.conftest import forget_catalog, pipeline_resources
+from financial_assets_tests.conftest import forget_catalog, new_catalog, pipeline_resources
 from financial_assets_tests.glue_standin import GlueStandin
 
 ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
@@ -78,11 +78,7 @@ def glue_engine(aws, standin) -> GlueEngine:
 
 def module_catalog(server_settings, tmp_path_factory) -> LakehouseCatalog:
     """A lakehouse of this module's own in the suite's SQL catalog database."""
-    return LakehouseCatalog(
-        warehouse=f"file://{tmp_path_factory.mktemp('lakehouse')}",
-        sql_url=server_settings.catalog_url,
-        name=f"test_{uuid.uuid4().hex[:12]}",
-    )
+    return new_catalog(server_settings, f"file://{tmp_path_factory.mktemp('lakehouse')}")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from urllib.parse import urlsplit
@@ -14,12 +13,11 @@ import duckdb
 import pytest
 
 from financial_assets.lakehouse.publication import rollback
-from financial_assets.lakehouse.catalog import LakehouseCatalog
 from financial_assets.query.catalogs import DuckDBFile, LakehouseMismatchError, refresh_readers
 from financial_assets.query.cli import athena_sql
 from financial_assets.query.duckdb_views import ANALYST_QUERY, connect, local_path
 from financial_assets.resources.catalog import ReaderCatalogResource
-from financial_assets_tests.conftest import REPO_ROOT, forget_catalog
+from financial_assets_tests.conftest import REPO_ROOT, forget_catalog, new_catalog
 from financial_assets_tests.star_builds import build, build_and_publish, cli_environment, totals
 
 FIRST = {1: ["10.00", "20.00"], 2: ["5.00"]}
@@ -143,11 +141,7 @@ def test_query_reads_in_memory_while_a_bi_tool_blocks_the_duckdb_file(lakehouse_
 @pytest.fixture
 def other_lakehouse(server_settings, tmp_path):
     """A second lakehouse beside the test's own: another warehouse, another catalog name."""
-    other = LakehouseCatalog(
-        warehouse=f"file://{tmp_path / 'other-lakehouse'}",
-        sql_url=server_settings.catalog_url,
-        name=f"test_{uuid.uuid4().hex[:12]}",
-    )
+    other = new_catalog(server_settings, f"file://{tmp_path / 'other-lakehouse'}")
     yield other
     forget_catalog(other)
 

@@ -1,17 +1,15 @@
 """The four raw assets in Dagster: metadata, retries on a source that is down, secrets kept out."""
 
-import uuid
 
 import psycopg2
 import pytest
 from dagster import DagsterInstance, materialize
 
-from financial_assets.lakehouse.catalog import LakehouseCatalog
 from financial_assets.lakehouse.raw_tables import open_raw_table, read_arrow
 from financial_assets.raw import RAW_ASSETS
 from financial_assets.resources import DocumentStoreResource, LakehouseResource, PostgresResource
 from financial_assets_tests import raw_sources
-from financial_assets_tests.conftest import forget_catalog
+from financial_assets_tests.conftest import forget_catalog, new_catalog
 from financial_assets_tests.raw_sources import valid_event
 
 # Trust authentication on the test server accepts any password, so a URL can carry one that
@@ -134,13 +132,8 @@ def test_passwords_never_reach_logs_or_metadata(sources, lakehouse_catalog):
 
 @pytest.fixture
 def s3_catalog(server_settings, s3_bucket, moto_endpoint):
-    catalog = LakehouseCatalog(
-        warehouse=f"s3://{s3_bucket}/lakehouse",
-        sql_url=server_settings.catalog_url,
-        name=f"test_{uuid.uuid4().hex[:12]}",
-        s3_endpoint_url=moto_endpoint,
-        region="us-east-1",
-    )
+    catalog = new_catalog(server_settings, f"s3://{s3_bucket}/lakehouse", s3_endpoint_url=moto_endpoint,
+                          region="us-east-1")
     yield catalog
     forget_catalog(catalog)
 
