@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=row_count, default=10_000)
     parser.add_argument("--events", type=row_count, default=None, help="default: 15%% of the transactions")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs after one warm-up (median reported)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print where the last full and the last incremental build spent their time, "
+                        "from Spark's event log (bench/spark_profile.py)")
     parser.add_argument("--incremental-share", type=float, default=0.01,
                         help="new rows added before each incremental run (default 1%%)")
     args = parser.parse_args(argv)
@@ -152,15 +155,25 @@ def main(argv: list[str] | None = None) -> int:
     seed_seconds = time.monotonic() - started
 
     modes: list[str] = []
+    windows: dict[str, tuple[float, float]] = {}  # "full" / "incremental" -> the last such run's epoch seconds
+    event_log = tempfile.mkdtemp(prefix="financial-assets-bench-spark-") if args.profile else None
+    engine = None
+    if event_log:
+        from bench.spark_profile import event_log_config
+        from financial_assets.analytics.engines import LocalSparkEngine
+        from financial_assets.resources.spark import SparkResource
+
+        engine = LocalSparkEngine(spark=SparkResource(master="local[*]", config=event_log_config(event_log)))
 
     def run(lakehouse, label: str) -> dict[str, float]:
         resources = local_pipeline_resources(
             lakehouse, "bench-only-pii-key",
             postgres_url=postgres_url, mongo_url=settings.mongo_url, mongo_database=DATABASE,
+            star_schema_engine=engine,
         )
         print(f"{label}...", flush=True)
         instance = DagsterInstance.ephemeral()
-        started = time.monotonic()
+        started, started_at = time.monotonic(), time.time()
         result = materialize([*RAW_ASSETS, *ANALYTICS_ASSETS], resources=resources, instance=instance,
                              raise_on_error=False,
                              run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
@@ -168,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         if not result.success:
             raise SystemExit(f"bench: the {label} failed; see the Dagster output above")
         modes.append(build_mode(result))
+        windows["incremental" if "incremental" in label else "full"] = (started_at, time.time())
         print(f"  {total:.1f} s; star schema: {modes[-1]}", flush=True)
         return {**step_seconds(instance, result.run_id), "pipeline (all assets, one run)": total}
 
@@ -213,6 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     lines.append(f"of which the document store's scan for new events: {scan:.2f} s (median of 3); "
                  f"the rest of the incremental run / full: {beyond_scan:.2f}")
     print("\n".join(lines))
+    profiles = {}
+    if event_log:
+        from bench.spark_profile import executions, read_events, table
+
+        events = read_events(event_log)
+        for name, (since, until) in windows.items():
+            profiles[name] = table(executions(events, since, until), since, until)
+            print(f"\nwhere the last {name} run's Spark time went:\n{profiles[name]}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -233,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average": load,
         "cores": os.cpu_count(),
         "versions": package_versions("dagster", "pyspark", "pyarrow", "duckdb", "pymongo", "psycopg2-binary"),
+        **({"spark_profile": profiles} if profiles else {}),
     }, indent=1) + "\n")
     return 0
 
