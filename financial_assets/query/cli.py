@@ -31,10 +31,15 @@ def register(commands) -> None:
         "from the original pipeline's README.",
     )
     parser.add_argument("sql", nargs="?", help="the SQL to run (default: the analyst's query)")
+    add_output_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_output_options(parser) -> None:
+    """How a reading command prints (``--format``, ``--limit``) and which publication it reads (``--as-of``)."""
     parser.add_argument("--format", choices=["table", "csv", "json"], default="table")
     parser.add_argument("--limit", type=int, default=20, help="rows printed as a table (default 20)")
     parser.add_argument("--as-of", metavar="VERSION|TIMESTAMP", help=AS_OF_HELP)
-    parser.set_defaults(handler=run)
 
 
 def _text(value) -> str:

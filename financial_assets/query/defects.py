@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from financial_assets.quality.defects import CHECK_OF_CODE, DEFECT_CHECKS, DEFECT_COUNTS_QUERY, DEFECTS, defect_query
-from financial_assets.query.cli import AS_OF_HELP
+from financial_assets.query.cli import add_output_options
 
 
 def register(commands) -> None:
@@ -28,9 +28,7 @@ def register(commands) -> None:
                         "(repeatable)")
     chosen.add_argument("--check", choices=[check.name for check in DEFECT_CHECKS],
                         help="list the rows with any code of this check")
-    parser.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    parser.add_argument("--limit", type=int, default=20, help="rows printed as a table (default 20)")
-    parser.add_argument("--as-of", metavar="VERSION|TIMESTAMP", help=AS_OF_HELP)
+    add_output_options(parser)
     parser.set_defaults(handler=run)
 
 
