@@ -23,6 +23,11 @@ from financial_assets.sources import connect_document_store
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# Seeded test data spans a month, not the generator's default year: fact_transactions has a
+# partition (a file per write) per day, and a build of a few thousand rows over 365 days spends
+# most of its time opening and committing tiny files (writing 2,500 rows: 365 days ~10x 30 days).
+TEST_HISTORY_DAYS = 30
+
 # Fake AWS credentials for the whole suite, set before any JVM starts (Spark's S3FileIO reads
 # them once), so that no client ever finds real ones: AWS itself is moto's server here.
 os.environ.update({
@@ -114,7 +119,8 @@ def seeded_sources(server_settings: Settings):
             databases.postgres_url,
             databases.mongo_url,
             databases.mongo_database,
-            SeedConfig(customers=120, transactions=2500, as_of=last_complete_day(), with_faults=True),
+            SeedConfig(customers=120, transactions=2500, as_of=last_complete_day(), history_days=TEST_HISTORY_DAYS,
+                       with_faults=True),
         )
         yield databases, report
 
