@@ -11,7 +11,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -177,6 +177,25 @@ def new_catalog(server_settings: Settings, warehouse: str, **options):
 
     return LakehouseCatalog(warehouse=warehouse, sql_url=server_settings.catalog_url,
                             name=f"test_{uuid.uuid4().hex[:12]}", **options)
+
+
+def fork_catalog(catalog, warehouse: str):
+    """A lakehouse that starts where ``catalog`` is now and then goes its own way: a new catalog
+    name whose rows point at the same Iceberg metadata, and a warehouse of its own for the tables
+    it creates. Iceberg never rewrites a file, so a fork's commits add files beside the shared
+    ones: tests start from one expensive state (a published build) without making it again.
+    `forget_catalog` removes a fork."""
+    fork = replace(catalog, name=f"test_{uuid.uuid4().hex[:12]}", warehouse=warehouse)
+    with psycopg2.connect(catalog.sql_url) as connection, connection.cursor() as cursor:
+        for table in ("iceberg_tables", "iceberg_namespace_properties"):
+            # Every column but the catalog's name, whichever of Iceberg's schema versions made the table.
+            cursor.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+                           "AND column_name <> 'catalog_name'", (table,))
+            columns = ", ".join(name for (name,) in cursor.fetchall())
+            cursor.execute(f"INSERT INTO {table} (catalog_name, {columns}) SELECT %s, {columns} FROM {table} "
+                           "WHERE catalog_name = %s", (fork.name, catalog.name))
+    connection.close()
+    return fork
 
 
 def forget_catalog(catalog) -> None:
