@@ -135,7 +135,7 @@ def test_aws_mode_runs_end_to_end_on_moto_up_to_the_athena_call(aws_endpoint, se
     from financial_assets.raw import RAW_ASSETS
     from financial_assets.sample_data.config import SeedConfig
     from financial_assets.sample_data.seed import seed_sources
-    from financial_assets_tests.conftest import TEST_PII_KEY, _fresh_databases
+    from financial_assets_tests.conftest import TEST_HISTORY_DAYS, TEST_PII_KEY, _fresh_databases
     from financial_assets_tests.glue_standin import GlueStandin
 
     suffix = uuid.uuid4().hex[:8]
@@ -157,7 +157,7 @@ def test_aws_mode_runs_end_to_end_on_moto_up_to_the_athena_call(aws_endpoint, se
 
     with _fresh_databases(server_settings) as sources, GlueStandin(aws_endpoint, workdir=tmp_path / "glue") as standin:
         seed_sources(sources.postgres_url, sources.mongo_url, sources.mongo_database,
-                     SeedConfig(customers=40, transactions=600))
+                     SeedConfig(customers=40, transactions=600, history_days=TEST_HISTORY_DAYS))
         secrets.create_secret(Name=f"sources-{suffix}", SecretString=json.dumps(
             {"postgres_url": sources.postgres_url, "mongo_url": sources.mongo_url}))
         settings = Settings.from_env({

@@ -4,8 +4,8 @@ The job runs as Glue 6.0 would run it (`financial_assets_tests.glue_standin`): a
 its own JVM (~15 s), the Iceberg runtime of ``--datalake-formats iceberg``, and the catalog its
 ``--catalog-*`` arguments name. Here that catalog is the suite's SQL catalog with a local
 warehouse (the Glue Data Catalog on moto is `test_aws_deployment`'s end-to-end test), so this
-module makes three runs: one successful build shared by the tests that read it, a full refresh,
-and one that fails.
+module makes two runs: one full-refresh build shared by the tests that read it, and one that
+fails before its JVM starts.
 """
 
 import uuid
@@ -60,7 +60,7 @@ def standin(aws, tmp_path_factory):
         yield glue
 
 
-def glue_engine(aws, standin) -> GlueEngine:
+def glue_engine(aws, standin, pii_key_secret_id: str | None = None) -> GlueEngine:
     class GlueEngineOnStandin(GlueEngine):
         def glue_client(self):
             return standin
@@ -69,7 +69,7 @@ def glue_engine(aws, standin) -> GlueEngine:
         job_name=aws["job"],
         staging_s3_uri=f"s3://{aws['bucket']}/packages",
         pipes_bucket=aws["bucket"],
-        pii_key_secret_id=aws["secret"],
+        pii_key_secret_id=pii_key_secret_id or aws["secret"],
         region="us-east-1",
         endpoint_url=aws["endpoint"],
         message_interval_s=1,
@@ -198,20 +198,19 @@ def test_full_refresh_reaches_the_glue_job(glue_build, standin):
     assert (fact["build_mode"].value, fact["build_mode_reason"].value) == ("full", "full refresh requested")
 
 
-def test_a_failing_glue_run_fails_the_step_with_the_jobs_error(server_settings, tmp_path_factory, aws, standin):
-    empty = module_catalog(server_settings, tmp_path_factory)  # no raw zone: the job fails inside the transform
-    try:
-        result = materialize(
-            [star_schema], resources=pipeline_resources(empty, engine=glue_engine(aws, standin)),
-            raise_on_error=False, instance=DagsterInstance.ephemeral(),
-        )
-    finally:
-        forget_catalog(empty)
+def test_a_failing_glue_run_fails_the_step_with_the_jobs_error(raw_lakehouse, aws, standin):
+    catalog, _ = raw_lakehouse
+    # A secret that does not exist: the job fails on its first AWS call, before its JVM would start.
+    missing = aws["secret"].rsplit(":", 1)[0] + ":financial-assets/no-such-secret"
+    result = materialize(
+        [star_schema], resources=pipeline_resources(catalog, engine=glue_engine(aws, standin, missing)),
+        raise_on_error=False, instance=DagsterInstance.ephemeral(),
+    )
 
     assert not result.success
     message = result.failure_data_for_node("star_schema").error.cause.message  # what PipesGlueClient raised
     assert "completed with status FAILED" in message
-    assert "has never been loaded" in message
+    assert "ResourceNotFoundException" in message
 
 
 def test_an_unchanged_package_is_not_uploaded_again(aws):

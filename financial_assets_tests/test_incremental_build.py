@@ -5,6 +5,7 @@ them), so each test controls exactly what arrived since the last publication. Th
 test: an incremental build gives the tables and the audit a full build of the same raw zone gives.
 """
 
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -20,6 +21,7 @@ from financial_assets.transform import build
 from financial_assets.transform.build import build_star_schema_version
 from financial_assets.transform.pii import PiiPolicy
 from financial_assets.transform.star_schema import TABLES
+from financial_assets_tests.conftest import forget_catalog, fork_catalog, new_catalog
 
 POLICY = PiiPolicy(hmac_key=b"test-only-pii-key")
 NOW = datetime(2025, 3, 10, tzinfo=timezone.utc)
@@ -73,14 +75,52 @@ class RawZoneWriter:
             iceberg.append(data)
 
 
-@pytest.fixture
-def lakehouse(lakehouse_catalog):
-    raw = RawZoneWriter(lakehouse_catalog)
+@pytest.fixture(scope="module")
+def raw_zone(server_settings, tmp_path_factory):
+    """The raw zone every test starts from, loaded once; tests take forks of it."""
+    catalog = new_catalog(server_settings, f"file://{tmp_path_factory.mktemp('lakehouse')}")
+    raw = RawZoneWriter(catalog)
     raw.append("customers", [customer(1), customer(2)])
     raw.append("accounts", [account(10, 1), account(11, 2)])
     raw.append("transactions", [transaction(100, 10), transaction(101, 11, day=4)])
     raw.append("transaction_events", [event(1, 100), event(2, 101), event(3, 999)])  # 999: not yet arrived
-    return lakehouse_catalog, raw
+    yield catalog
+    forget_catalog(catalog)
+
+
+@pytest.fixture(scope="module")
+def published_v1(raw_zone, spark, tmp_path_factory):
+    """The raw zone with version v1 built from it (a full build) and published, made once:
+    (catalog, v1's build report); tests take forks of it."""
+    catalog = fork_catalog(raw_zone, f"file://{tmp_path_factory.mktemp('lakehouse')}")
+    report = build_and_publish(spark, catalog, "v1")
+    yield catalog, report
+    forget_catalog(catalog)
+
+
+@contextmanager
+def forked(catalog, directory):
+    fork = fork_catalog(catalog, f"file://{directory / 'lakehouse'}")
+    try:
+        yield fork, RawZoneWriter(fork)
+    finally:
+        forget_catalog(fork)
+
+
+@pytest.fixture
+def lakehouse(raw_zone, tmp_path):
+    """The test's own lakehouse holding the standard raw zone, nothing built: (catalog, raw writer)."""
+    with forked(raw_zone, tmp_path) as lakehouse:
+        yield lakehouse
+
+
+@pytest.fixture
+def after_v1(published_v1, tmp_path):
+    """The test's own lakehouse where v1 of the standard raw zone is published: (catalog, raw
+    writer, v1's build report)."""
+    catalog, v1 = published_v1
+    with forked(catalog, tmp_path) as (fork, raw):
+        yield fork, raw, v1
 
 
 # These tests are about what an incremental build reuses. With their few rows, any source defect
@@ -125,9 +165,8 @@ def test_the_first_build_is_full_because_nothing_is_published(spark, lakehouse):
     assert (report.mode, report.mode_reason) == ("full", "no version has been published yet")
 
 
-def test_a_build_on_top_of_a_published_version_transforms_only_the_new_transactions(spark, lakehouse):
-    catalog, raw = lakehouse
-    build_and_publish(spark, catalog, "v1")
+def test_a_build_on_top_of_a_published_version_transforms_only_the_new_transactions(spark, after_v1):
+    catalog, raw, _ = after_v1
     raw.append("transactions", [transaction(102, 10, day=5), transaction(103, 11, day=5)])
     raw.append("transaction_events", [event(4, 102)])
     report = build_and_publish(spark, catalog, "v2")
@@ -135,9 +174,8 @@ def test_a_build_on_top_of_a_published_version_transforms_only_the_new_transacti
     assert (report.mode, report.new_fact_rows, report.row_counts["fact_transactions"]) == ("incremental", 2, 4)
 
 
-def test_an_incremental_build_gives_the_tables_and_audit_of_a_full_build(spark, lakehouse):
-    catalog, raw = lakehouse
-    build_and_publish(spark, catalog, "v1")
+def test_an_incremental_build_gives_the_tables_and_audit_of_a_full_build(spark, after_v1):
+    catalog, raw, _ = after_v1
     raw.append("customers", [customer(3)])
     raw.append("accounts", [account(12, 3)])
     raw.append("transactions", [transaction(102, 12, day=6), transaction(103, 404, day=6), transaction(999, 10)])
@@ -152,9 +190,8 @@ def test_an_incremental_build_gives_the_tables_and_audit_of_a_full_build(spark, 
         "duplicate_events": 1, "events_for_unknown_transactions": 1, "unknown_account_rows": 1}
 
 
-def test_an_event_that_waited_for_its_transaction_is_joined_to_the_new_fact(spark, lakehouse):
-    catalog, raw = lakehouse
-    build_and_publish(spark, catalog, "v1")
+def test_an_event_that_waited_for_its_transaction_is_joined_to_the_new_fact(spark, after_v1):
+    catalog, raw, _ = after_v1
     raw.append("transactions", [transaction(999, 10)])
     report = build_and_publish(spark, catalog, "v2")
     fact = {r[0]: r for r in branch_rows(spark, catalog, report)["fact_transactions"]}
@@ -164,9 +201,8 @@ def test_an_event_that_waited_for_its_transaction_is_joined_to_the_new_fact(spar
     assert report.statistics["events_for_unknown_transactions"] == 0
 
 
-def test_a_bad_new_row_fails_the_incremental_audit(spark, lakehouse):
-    catalog, raw = lakehouse
-    build_and_publish(spark, catalog, "v1")
+def test_a_bad_new_row_fails_the_incremental_audit(spark, after_v1):
+    catalog, raw, _ = after_v1
     raw.append("transactions", [transaction(102, 10, amount="-1.00")])
     report = build_star_schema_version(spark, catalog, "v2", POLICY, now=NOW)
     [outcome] = [c for c in report.checks if c.name == "amounts_present_and_positive"]
@@ -177,9 +213,8 @@ def test_a_bad_new_row_fails_the_incremental_audit(spark, lakehouse):
     assert outcome.metadata["sample_transaction_ids"] == [102]
 
 
-def test_a_new_event_for_a_published_transaction_forces_a_full_build(spark, lakehouse):
-    catalog, raw = lakehouse
-    build_and_publish(spark, catalog, "v1")
+def test_a_new_event_for_a_published_transaction_forces_a_full_build(spark, after_v1):
+    catalog, raw, _ = after_v1
     raw.append("transaction_events", [event(4, 100, device="web_browser")])
     report = build_and_publish(spark, catalog, "v2")
 
@@ -209,9 +244,8 @@ def test_a_customer_arriving_for_a_published_account_forces_a_full_build(spark, 
     assert "1 accounts changed customer or were removed" in report.mode_reason
 
 
-def test_an_account_that_moved_to_another_customer_forces_a_full_build(spark, lakehouse):
-    catalog, raw = lakehouse
-    build_and_publish(spark, catalog, "v1")
+def test_an_account_that_moved_to_another_customer_forces_a_full_build(spark, after_v1):
+    catalog, raw, _ = after_v1
     raw.append("accounts", [account(10, 2), account(11, 2)], replace=True)
     report = build_and_publish(spark, catalog, "v2")
 
@@ -219,9 +253,8 @@ def test_an_account_that_moved_to_another_customer_forces_a_full_build(spark, la
     assert "1 accounts changed customer or were removed" in report.mode_reason
 
 
-def test_snapshot_tables_reloaded_unchanged_still_allow_an_incremental_build(spark, lakehouse):
-    catalog, raw = lakehouse
-    build_and_publish(spark, catalog, "v1")
+def test_snapshot_tables_reloaded_unchanged_still_allow_an_incremental_build(spark, after_v1):
+    catalog, raw, _ = after_v1
     raw.append("customers", [customer(1), customer(2)], replace=True)
     raw.append("accounts", [account(10, 1), account(11, 2)], replace=True)
     raw.append("transactions", [transaction(102, 10)])
@@ -230,36 +263,32 @@ def test_snapshot_tables_reloaded_unchanged_still_allow_an_incremental_build(spa
     assert (report.mode, report.new_fact_rows) == ("incremental", 1)
 
 
-def test_a_reloaded_raw_table_forces_a_full_build(spark, lakehouse):
-    catalog, raw = lakehouse
-    build_and_publish(spark, catalog, "v1")
+def test_a_reloaded_raw_table_forces_a_full_build(spark, after_v1):
+    catalog, raw, _ = after_v1
     raw.append("transactions", [transaction(100, 10), transaction(101, 11, day=4)], replace=True)
     report = build_and_publish(spark, catalog, "v2")
 
     assert (report.mode, report.mode_reason) == ("full", "raw transactions was reloaded or rewritten since version v1")
 
 
-def test_another_pii_key_forces_a_full_build(spark, lakehouse):
-    catalog, _ = lakehouse
-    build_and_publish(spark, catalog, "v1")
+def test_another_pii_key_forces_a_full_build(spark, after_v1):
+    catalog, _, _ = after_v1
     report = build_star_schema_version(spark, catalog, "v2", PiiPolicy(hmac_key=b"another-key"), now=NOW)
 
     assert report.mode == "full"
     assert "PII policy changed" in report.mode_reason
 
 
-def test_changed_transform_code_forces_a_full_build(spark, lakehouse, monkeypatch):
-    catalog, _ = lakehouse
-    build_and_publish(spark, catalog, "v1")
+def test_changed_transform_code_forces_a_full_build(spark, after_v1, monkeypatch):
+    catalog, _, _ = after_v1
     monkeypatch.setattr(build, "_SOURCE_DIGEST", "the code of a later release")
     report = build_and_publish(spark, catalog, "v2")
 
     assert report.mode_reason == "the transform, its audit or the PII policy changed since version v1"
 
 
-def test_full_refresh_forces_a_full_build(spark, lakehouse):
-    catalog, _ = lakehouse
-    build_and_publish(spark, catalog, "v1")
+def test_full_refresh_forces_a_full_build(spark, after_v1):
+    catalog, _, _ = after_v1
     report = build_and_publish(spark, catalog, "v2", full_refresh=True)
 
     assert (report.mode, report.mode_reason) == ("full", "full refresh requested")
@@ -270,9 +299,8 @@ def fact_files(catalog, snapshot_id: int) -> set[str]:
     return {task.file.file_path for task in table.scan(snapshot_id=snapshot_id).plan_files()}
 
 
-def test_an_incremental_build_appends_new_fact_files_and_copies_none(spark, lakehouse):
-    catalog, raw = lakehouse
-    first = build_and_publish(spark, catalog, "v1")
+def test_an_incremental_build_appends_new_fact_files_and_copies_none(spark, after_v1):
+    catalog, raw, first = after_v1
     raw.append("transactions", [transaction(102, 10, day=5)])
     second = build_and_publish(spark, catalog, "v2")
     before, after = fact_files(catalog, first.snapshots["fact_transactions"]), fact_files(catalog, second.snapshots["fact_transactions"])
@@ -281,9 +309,8 @@ def test_an_incremental_build_appends_new_fact_files_and_copies_none(spark, lake
     assert len(after - before) == 1
 
 
-def test_a_transaction_committed_late_below_the_published_mark_forces_a_full_build(spark, lakehouse):
-    catalog, raw = lakehouse
-    build_and_publish(spark, catalog, "v1")
+def test_a_transaction_committed_late_below_the_published_mark_forces_a_full_build(spark, after_v1):
+    catalog, raw, _ = after_v1
     raw.append("transactions", [transaction(99, 10)])  # a long transaction's lower id, committed after v1
     report = build_and_publish(spark, catalog, "v2")
 
@@ -292,9 +319,8 @@ def test_a_transaction_committed_late_below_the_published_mark_forces_a_full_bui
     assert report.row_counts["fact_transactions"] == 3
 
 
-def test_a_build_leaves_main_where_it_was_until_it_is_published(spark, lakehouse):
-    catalog, raw = lakehouse
-    first = build_and_publish(spark, catalog, "v1")
+def test_a_build_leaves_main_where_it_was_until_it_is_published(spark, after_v1):
+    catalog, raw, first = after_v1
     raw.append("transactions", [transaction(102, 10)])
     build_star_schema_version(spark, catalog, "v2", POLICY, now=NOW)
     fact = catalog.load().load_table(catalog.analytics_table("fact_transactions"))

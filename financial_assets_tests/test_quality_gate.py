@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 
 import psycopg2
 import pytest
@@ -26,7 +25,7 @@ from financial_assets.query.duckdb_views import ANALYST_QUERY, connect
 from financial_assets.raw import RAW_ASSETS
 from financial_assets.sample_data.config import SeedConfig
 from financial_assets.sample_data.seed import seed_sources
-from financial_assets_tests.conftest import REPO_ROOT, TEST_PII_KEY, forget_catalog, pipeline_resources
+from financial_assets_tests.conftest import REPO_ROOT, TEST_HISTORY_DAYS, TEST_PII_KEY, forget_catalog, pipeline_resources
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +36,7 @@ def clean(server_settings, spark, tmp_path_factory):
 
     with _fresh_databases(server_settings) as databases:
         seed_sources(databases.postgres_url, databases.mongo_url, databases.mongo_database,
-                     SeedConfig(customers=60, transactions=1500))
+                     SeedConfig(customers=60, transactions=1500, history_days=TEST_HISTORY_DAYS))
         lakehouse = tmp_path_factory.mktemp("lakehouse")
         catalog = LakehouseCatalog(f"file://{lakehouse}", server_settings.catalog_url, name=f"gate_{lakehouse.name}")
         resources = pipeline_resources(catalog, databases)
@@ -81,35 +80,34 @@ def test_readers_query_the_published_snapshots(clean):
     assert rows and rows[0][2] >= rows[-1][2]
 
 
-@contextmanager
-def null_amounts_in_a_tenth_of_the_rows(clean):
-    """New source transactions with NULL amounts, a tenth of all rows then (far above the share
-    amounts_present_and_positive tolerates: it blocks), while the block runs."""
-    databases, resources, _, _ = clean
+@pytest.fixture(scope="module")
+def blocked(clean):
+    """A run after new source transactions with NULL amounts arrived, a tenth of all rows then (far
+    above the share amounts_present_and_positive tolerates: it blocks): (the publication before it,
+    the run's result, its build). One blocked run serves the tests of what a block leaves behind;
+    the sources stay that way for the rest of the module, whose other tests only read the clean
+    publication or kill a build."""
+    databases, resources, _, catalog = clean
+    before = latest_publication(catalog)
     with psycopg2.connect(databases.postgres_url) as connection, connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO transactions (account_id, transaction_type, amount, \"timestamp\") "
             "SELECT 1, 'deposit', NULL, now() - interval '1 hour' "
             "FROM generate_series(1, (SELECT count(*) / 9 FROM transactions))"
         )
-    try:
-        yield
-    finally:
-        with psycopg2.connect(databases.postgres_url) as connection, connection.cursor() as cursor:
-            cursor.execute("DELETE FROM transactions WHERE amount IS NULL")
-        run_all(resources, run_config={"ops": {"raw_transactions": {"config": {"full_refresh": True}}}})
+    connection.close()
+    result = run_all(resources)
+    return before, result, builds(catalog)[-1]
 
 
-def test_a_large_share_of_a_source_defect_blocks_and_leaves_the_previous_version_published(clean):
-    _, resources, _, catalog = clean
-    before = latest_publication(catalog)
-    with null_amounts_in_a_tenth_of_the_rows(clean):
-        result = run_all(resources)
+def test_a_large_share_of_a_source_defect_blocks_and_leaves_the_previous_version_published(clean, blocked):
+    _, _, _, catalog = clean
+    before, result, _ = blocked
 
-        assert not result.success
-        assert latest_publication(catalog) == before
-        assert main_refs(catalog) == before.snapshots
-        assert connect(catalog, before.snapshots).execute("SELECT count(*) FROM fact_transactions").fetchone()[0] > 0
+    assert not result.success
+    assert latest_publication(catalog) == before
+    assert main_refs(catalog) == before.snapshots
+    assert connect(catalog, before.snapshots).execute("SELECT count(*) FROM fact_transactions").fetchone()[0] > 0
 
 
 def audit_branches(catalog) -> set[str]:
@@ -149,13 +147,11 @@ def test_a_killed_build_leaves_the_previous_version_readable(clean, tmp_path):
     assert {b.version for b in builds(catalog)} == started_builds  # the half build was never audited
 
 
-def test_a_build_whose_audit_failed_cannot_be_published_by_hand(clean):
-    _, resources, _, catalog = clean
-    with null_amounts_in_a_tenth_of_the_rows(clean):
-        run_all(resources)
-        blocked = builds(catalog)[-1]
+def test_a_build_whose_audit_failed_cannot_be_published_by_hand(clean, blocked):
+    _, _, _, catalog = clean
+    _, _, build = blocked
 
-        assert not blocked.publishable
-        with pytest.raises(PublicationError, match="failed blocking checks: fact_transactions.amounts_present_and_positive"):
-            publish(catalog, blocked.version)
-        assert find_build(catalog, blocked.version).branch in audit_branches(catalog)
+    assert not build.publishable
+    with pytest.raises(PublicationError, match="failed blocking checks: fact_transactions.amounts_present_and_positive"):
+        publish(catalog, build.version)
+    assert find_build(catalog, build.version).branch in audit_branches(catalog)

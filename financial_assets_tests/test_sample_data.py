@@ -168,6 +168,16 @@ def test_a_different_as_of_moves_the_history(source_databases):
 
 
 @services
+def test_history_days_bound_the_transaction_history(source_databases):
+    seed(source_databases, history_days=30)
+    [(earliest, latest, days)] = query(
+        source_databases, 'SELECT min("timestamp"), max("timestamp"), count(DISTINCT "timestamp"::date) FROM transactions')
+
+    assert earliest >= datetime(2024, 6, 1) and latest < datetime(2024, 7, 1)  # the 30 days ending at as-of
+    assert days == 30
+
+
+@services
 def test_reseeding_replaces_rather_than_duplicates(source_databases):
     first = seed(source_databases, with_faults=True)
     before = fingerprints(source_databases)
@@ -512,6 +522,7 @@ def test_cli_with_unreachable_postgres_exits_2_naming_the_problem(source_databas
         ["--event-ratio", "nan"],
         ["--seed", "-3"],
         ["--as-of", "2024-13-01"],
+        ["--history-days", "0"],
     ],
 )
 def test_cli_rejects_invalid_arguments(arguments, capsys):

@@ -9,6 +9,7 @@ from financial_assets.sample_data.config import (
     DEFAULT_ACCOUNTS_PER_CUSTOMER,
     DEFAULT_CUSTOMERS,
     DEFAULT_EVENT_RATIO,
+    DEFAULT_HISTORY_DAYS,
     DEFAULT_SEED,
     DEFAULT_TRANSACTIONS,
     SeedConfig,
@@ -76,6 +77,8 @@ def register(commands) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=_seed, default=DEFAULT_SEED, metavar="S", help="random seed (default: %(default)s)")
     parser.add_argument("--as-of", type=_date, default=None, metavar="YYYY-MM-DD",
                         help="last day of transaction history (default: yesterday, the last complete UTC day)")
+    parser.add_argument("--history-days", type=_positive_int, default=DEFAULT_HISTORY_DAYS, metavar="D",
+                        help="days of transaction history, ending with the as-of day (default: %(default)s)")
     parser.add_argument("--event-ratio", type=_ratio, default=DEFAULT_EVENT_RATIO, metavar="R",
                         help="share of transactions that have an event document (default: %(default)s)")
     parser.add_argument("--with-faults", action="store_true",
@@ -98,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         transactions=args.transactions,
         seed=args.seed,
         as_of=args.as_of or last_complete_day(),
+        history_days=args.history_days,
         event_ratio=args.event_ratio,
         with_faults=args.with_faults,
     )

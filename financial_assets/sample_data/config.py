@@ -17,6 +17,7 @@ DEFAULT_ACCOUNTS_PER_CUSTOMER = 2
 DEFAULT_TRANSACTIONS = 20000
 DEFAULT_SEED = 42
 DEFAULT_EVENT_RATIO = 0.95
+DEFAULT_HISTORY_DAYS = 365
 
 # Guards the floor in events_before() against 0.95 * 20000 landing on 18999.999...
 _EPSILON = 1e-9
@@ -38,10 +39,11 @@ class SeedConfig:
     seed: int = DEFAULT_SEED
     as_of: date = field(default_factory=last_complete_day)
     event_ratio: float = DEFAULT_EVENT_RATIO
+    history_days: int = DEFAULT_HISTORY_DAYS
     with_faults: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("customers", "accounts_per_customer", "transactions"):
+        for name in ("customers", "accounts_per_customer", "transactions", "history_days"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -152,7 +152,7 @@ class _Builder:
         self.next_account = config.accounts + 1
         self.next_transaction = config.transactions + 1
         self.next_event = config.events
-        self.window_end = generate.history_window(config.as_of)[1]
+        self.window_end = generate.history_window(config)[1]
         self.places = generate.geolocation_pool(config.seed)
 
     # PostgreSQL rows ------------------------------------------------------------------------

@@ -15,8 +15,8 @@ Shape of the data:
 * accounts: exactly ``accounts_per_customer`` per customer, account ids in order of
   ``opened_at`` (spread over the 8 years before as-of, office hours favoured); savings (40%) or
   checking; lognormal balances; a gamma-distributed activity weight per account.
-* transactions: ids in time order, ``timestamp`` spread over the 365 days ending with the as-of
-  day (busier by day than by night); each picks an account among those already open, weighted
+* transactions: ids in time order, ``timestamp`` spread over the ``history_days`` (365) days ending
+  with the as-of day (busier by day than by night); each picks an account among those already open, weighted
   by activity, so a transaction is never before its account's ``opened_at``; deposit 30%,
   withdrawal 45%, transfer 25%; lognormal amounts in cents (always >= 0.01).
 * events: exactly ``floor(transactions * event_ratio)`` of them, spread at random over the
@@ -47,7 +47,6 @@ CUSTOMER_BLOCK_ROWS = 5_000
 GEOLOCATION_POOL_SIZE = 1_000
 
 DAY = 86_400
-HISTORY_DAYS = 365
 ACCOUNT_HISTORY_DAYS = 8 * 365
 LOCALE = "en_US"
 PHONE_LENGTH = 20
@@ -136,10 +135,10 @@ def day_start(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
 
 
-def history_window(as_of: date) -> tuple[int, int]:
-    """[start, end) of transaction history in epoch seconds: the 365 days ending with as_of."""
-    end = day_start(as_of) + DAY
-    return end - HISTORY_DAYS * DAY, end
+def history_window(config: SeedConfig) -> tuple[int, int]:
+    """[start, end) of transaction history in epoch seconds: the ``history_days`` ending with as_of."""
+    end = day_start(config.as_of) + DAY
+    return end - config.history_days * DAY, end
 
 
 def _timeline(position: np.ndarray, first_day: int, days: int, hour_weights: np.ndarray) -> np.ndarray:
@@ -324,8 +323,8 @@ def transaction_block(config: SeedConfig, accounts: AccountPlan, index: int) -> 
 
     # Stratified positions keep transaction ids in time order across blocks.
     position = (np.arange(start, stop) + random.random(count)) / config.transactions
-    window_start, _ = history_window(config.as_of)
-    moment = _timeline(position, window_start, HISTORY_DAYS, _TRANSACTION_HOURS)
+    window_start, _ = history_window(config)
+    moment = _timeline(position, window_start, config.history_days, _TRANSACTION_HOURS)
 
     # Accounts are sorted by opened_at, so those open at `moment` are a prefix of the cdf.
     open_accounts = np.maximum(np.searchsorted(accounts.opened_at, moment, side="right"), 1)

@@ -7,9 +7,11 @@ that differs between Spark releases or between Glue and a laptop can never chang
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pyspark.sql import SparkSession
 
@@ -51,15 +53,46 @@ def ivy_cache_dir() -> str:
     return str(Path(cache).expanduser().resolve() / "ivy")
 
 
+def _resolved_jars_file() -> Path:
+    """Where the jars Ivy resolved for :data:`JVM_PACKAGES` are listed (one file per package set)."""
+    packages = hashlib.sha256(",".join(JVM_PACKAGES).encode()).hexdigest()[:16]
+    return Path(ivy_cache_dir()) / f"resolved-{packages}.txt"
+
+
+def resolved_jars() -> str | None:
+    """The jars of an earlier resolution of :data:`JVM_PACKAGES`, if each is still in the cache.
+
+    Given to the JVM as ``spark.jars``, they spare every later start Ivy's resolution (seconds,
+    even when nothing is downloaded); any file missing, and the next start resolves again.
+    """
+    try:
+        jars = _resolved_jars_file().read_text().split()
+    except OSError:
+        return None
+    if jars and all(Path(urlsplit(jar).path).is_file() for jar in jars):
+        return ",".join(jars)
+    return None
+
+
+def _remember_resolved_jars(session: SparkSession) -> None:
+    jars = session.sparkContext.getConf().get("spark.jars", "")
+    if jars:
+        target = _resolved_jars_file()
+        partial = target.with_suffix(f".{os.getpid()}.tmp")  # another process may be writing it too
+        partial.write_text("\n".join(jars.split(",")) + "\n")
+        partial.replace(target)
+
+
 def session_config(remote: bool = False) -> dict[str, str]:
     """What a session needs from its start: the Iceberg runtime (a local JVM only: a cluster or
     a Connect server is given it by its operator, Glue by ``--datalake-formats iceberg``)."""
     if remote:
         return dict(ENGINE_SETTINGS)
+    jars = resolved_jars()
     return {
         **ENGINE_SETTINGS,
         **LOCAL_DEFAULTS,
-        "spark.jars.packages": ",".join(JVM_PACKAGES),
+        **({"spark.jars": jars} if jars else {"spark.jars.packages": ",".join(JVM_PACKAGES)}),
         "spark.jars.ivy": ivy_cache_dir(),
         "spark.sql.extensions": ICEBERG_EXTENSIONS,
     }
@@ -89,9 +122,12 @@ def spark_session(master: str = "local[*]", remote: str | None = None,
         # Python workers run this interpreter (the virtualenv's), not whichever python3 is on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = builder.master(master)
-    for key, value in {**session_config(remote=bool(remote)), **(config or {})}.items():
+    settings = {**session_config(remote=bool(remote)), **(config or {})}
+    for key, value in settings.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     if not remote:
         session.sparkContext.setLogLevel("ERROR")
+        if settings.get("spark.jars.packages") == ",".join(JVM_PACKAGES):
+            _remember_resolved_jars(session)
     return session

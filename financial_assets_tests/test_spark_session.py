@@ -1,0 +1,49 @@
+"""The local Spark session's JVM artifacts: resolved by Ivy once, then loaded straight from the cache."""
+
+from pathlib import Path
+
+from financial_assets.transform.session import JVM_PACKAGES, _resolved_jars_file, resolved_jars, session_config
+
+
+def remember(jars: list[Path]) -> None:
+    listing = _resolved_jars_file()
+    listing.parent.mkdir(parents=True, exist_ok=True)
+    listing.write_text("".join(f"{jar.as_uri()}\n" for jar in jars))
+
+
+def test_a_first_start_resolves_the_packages_with_ivy_in_the_projects_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FIN_CACHE_DIR", str(tmp_path))
+    config = session_config()
+
+    assert config["spark.jars.packages"] == ",".join(JVM_PACKAGES)
+    assert config["spark.jars.ivy"] == str(tmp_path / "ivy")
+    assert "spark.jars" not in config
+
+
+def test_a_later_start_loads_the_jars_ivy_resolved_and_skips_resolution(tmp_path, monkeypatch):
+    monkeypatch.setenv("FIN_CACHE_DIR", str(tmp_path))
+    jars = [tmp_path / "ivy" / "jars" / name for name in ("iceberg-spark-runtime.jar", "postgresql.jar")]
+    jars[0].parent.mkdir(parents=True)
+    for jar in jars:
+        jar.write_bytes(b"PK")
+    remember(jars)
+    config = session_config()
+
+    assert config["spark.jars"] == ",".join(jar.as_uri() for jar in jars)
+    assert "spark.jars.packages" not in config
+
+
+def test_a_jar_gone_from_the_cache_sends_the_next_start_back_to_ivy(tmp_path, monkeypatch):
+    monkeypatch.setenv("FIN_CACHE_DIR", str(tmp_path))
+    remember([tmp_path / "ivy" / "jars" / "deleted.jar"])
+
+    assert resolved_jars() is None
+    assert session_config()["spark.jars.packages"] == ",".join(JVM_PACKAGES)
+
+
+def test_the_suites_session_left_the_list_of_jars_it_runs_with(spark):
+    loaded = spark.sparkContext.getConf().get("spark.jars").split(",")
+
+    assert resolved_jars() is not None
+    assert resolved_jars().split(",") == loaded
+    assert any("iceberg-spark-runtime" in jar for jar in loaded)
