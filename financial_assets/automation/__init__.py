@@ -1,8 +1,9 @@
-"""Jobs a user launches by hand, and the daily schedules (stopped until someone turns them on)."""
+"""Jobs a user launches by hand, and the automation sensor that runs the assets' automation
+conditions (`financial_assets.automation.policies`), stopped until someone turns it on."""
 
-from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, define_asset_job
+from dagster import AssetSelection, AutomationConditionSensorDefinition, DefaultSensorStatus, define_asset_job
 
-from financial_assets.maintenance.assets import lakehouse_maintenance
+from financial_assets.source_assets import SOURCE_KEYS
 
 MAINTENANCE = AssetSelection.groups("maintenance")
 
@@ -10,6 +11,12 @@ full_pipeline_job = define_asset_job(
     "full_pipeline",
     selection=AssetSelection.all() - MAINTENANCE,
     description="Extract every source, build and audit the star schema, publish it if it passed.",
+)
+
+observe_sources_job = define_asset_job(
+    "observe_sources",
+    selection=AssetSelection.assets(*SOURCE_KEYS.values()),
+    description="Record each source's row count and newest value (what the UI's source freshness shows).",
 )
 
 extract_sources_job = define_asset_job(
@@ -24,35 +31,23 @@ rebuild_and_publish_job = define_asset_job(
     description="Build, audit and publish the star schema from the raw zone as it is now.",
 )
 
-# Stopped by default: turn it on in the UI (Automation → daily_full_pipeline) or with
-# `dagster schedule start daily_full_pipeline -w workspace.yaml`, with the daemon running.
-daily_full_pipeline = ScheduleDefinition(
-    name="daily_full_pipeline",
-    job=full_pipeline_job,
-    cron_schedule="0 3 * * *",
-    execution_timezone="UTC",
-    default_status=DefaultScheduleStatus.STOPPED,
-    description="Every day at 03:00 UTC: the full pipeline, from extraction to publish.",
-)
-
 lakehouse_maintenance_job = define_asset_job(
     "maintain_lakehouse",
-    selection=AssetSelection.assets(lakehouse_maintenance),
+    selection=MAINTENANCE,
     description="Compact fact_transactions, drop stale rollback tags and audit branches, expire old "
     "snapshots and delete the files nothing needs (run config: retention_days, keep, compact).",
 )
 
-# Stopped by default, like daily_full_pipeline, and two hours after it. Overlapping a build is safe: compaction
-# only rewrites the published snapshot and publishes nothing if a publish came meanwhile; branch heads never expire.
-daily_lakehouse_maintenance = ScheduleDefinition(
-    name="daily_lakehouse_maintenance",
-    job=lakehouse_maintenance_job,
-    cron_schedule="0 5 * * *",
-    execution_timezone="UTC",
-    default_status=DefaultScheduleStatus.STOPPED,
-    description="Every day at 05:00 UTC: lakehouse maintenance with its default configuration "
-    "(7 days of snapshots, 5 versions for rollback, compaction).",
+# Stopped by default: turn it on in the UI (Automation → automation) or with
+# `dagster sensor start automation -w workspace.yaml`, with the daemon running. Then the sources
+# are observed hourly, the pipeline runs daily at 03:00 UTC and maintenance at 05:00 UTC.
+automation_sensor = AutomationConditionSensorDefinition(
+    "automation",
+    # Every asset; the observed sources by name, since a selection of "all" leaves them out.
+    target=AssetSelection.all() | AssetSelection.assets(*SOURCE_KEYS.values()),
+    default_status=DefaultSensorStatus.STOPPED,
+    description="Runs every asset's automation condition: sources observed hourly; extraction, build, "
+    "audit and publish daily at 03:00 UTC; lakehouse maintenance daily at 05:00 UTC.",
 )
 
-JOBS = [full_pipeline_job, extract_sources_job, rebuild_and_publish_job, lakehouse_maintenance_job]
-SCHEDULES = [daily_full_pipeline, daily_lakehouse_maintenance]
+JOBS = [full_pipeline_job, observe_sources_job, extract_sources_job, rebuild_and_publish_job, lakehouse_maintenance_job]
