@@ -4,7 +4,7 @@ from dagster import Definitions, in_process_executor
 
 from financial_assets.alerts import quality_alerts_sensor
 from financial_assets.analytics import ANALYTICS_ASSETS
-from financial_assets.automation import JOBS, automation_sensor
+from financial_assets.automation.jobs import JOBS, automation_sensor
 from financial_assets.maintenance.assets import MAINTENANCE_ASSETS
 from financial_assets.raw import RAW_ASSETS
 from financial_assets.resources import deployment_resources

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import numpy as np
 from dagster import AssetKey, DagsterInstance, Definitions
 
-from financial_assets.automation import observe_sources_job
+from financial_assets.automation.jobs import observe_sources_job
 from financial_assets.resources import DocumentStoreResource, PostgresResource
 from financial_assets.sample_data.objectids import object_ids
 from financial_assets.source_assets import SOURCE_ASSETS, SOURCE_KEYS

@@ -1,6 +1,6 @@
 """When assets run, how fresh the published star schema must be, and which assets may not run at
 once. Declared here, attached by each asset's definition; the one switch that starts the
-automation is `automation_sensor` (`financial_assets.automation`), stopped by default."""
+automation is `automation_sensor` (`financial_assets.automation.jobs`), stopped by default."""
 
 from __future__ import annotations
 
