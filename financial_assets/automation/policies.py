@@ -8,9 +8,9 @@ from datetime import timedelta
 
 from dagster import AssetKey, AssetSelection, AutomationCondition, FreshnessPolicy
 
-# Every day at 03:00 UTC: extract, build, audit, publish, in one run.
+# Every day at 03:00 UTC: extract, build, audit, publish, requested together at the tick.
 DAILY_PIPELINE_CRON = "0 3 * * *"
-# Two hours later: maintenance. Overlapping a build is safe anyway (see the pool below).
+# Two hours later: maintenance. A build running late cannot write alongside it (the pool below).
 DAILY_MAINTENANCE_CRON = "0 5 * * *"
 # The sources are observed every hour, so the UI shows how fresh they are through the day.
 SOURCE_OBSERVATION_CRON = "0 * * * *"

@@ -46,8 +46,8 @@ from financial_assets.extract.loads import (
 from financial_assets.ownership import OWNERS, RAW, asset_tags
 from financial_assets.raw.metadata import load_metadata
 from financial_assets.resources import DocumentStoreResource, LakehouseResource, PostgresResource
-from financial_assets.source_assets import SOURCE_KEYS
 from financial_assets.settings import source_retry_delay_s
+from financial_assets.source_assets import SOURCE_KEYS
 
 # A source that is briefly unreachable (failover, network blip) is retried 3 times, after
 # FIN_SOURCE_RETRY_DELAY_S (default 2 s: 2, 6, 14 s, each +/- 2 s). So is a load whose Iceberg
