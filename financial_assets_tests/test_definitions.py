@@ -124,7 +124,7 @@ def test_the_automation_is_stopped_until_someone_starts_it_and_covers_every_asse
     assert not defs.schedules
 
 
-def test_the_automation_runs_the_pipeline_at_three_maintenance_at_five_and_observes_the_sources_hourly():
+def test_the_automation_runs_the_pipeline_at_three_maintenance_at_five_and_observes_the_sources_at_half_past():
     from datetime import datetime, timedelta, timezone
 
     from dagster import DagsterInstance, evaluate_automation_conditions
@@ -148,6 +148,6 @@ def test_the_automation_runs_the_pipeline_at_three_maintenance_at_five_and_obser
     pipeline = {"raw_customers", "raw_accounts", "raw_transactions", "raw_transaction_events",
                 "dim_customers", "dim_accounts", "dim_dates", "fact_transactions", "published_star_schema"}
     assert requested == {
-        "02:00": sources, "02:30": set(), "03:00": sources | pipeline, "03:30": set(),
-        "04:00": sources, "04:30": set(), "05:00": sources | {"lakehouse_maintenance"}, "05:30": set(),
+        "02:00": set(), "02:30": sources, "03:00": pipeline, "03:30": sources,
+        "04:00": set(), "04:30": sources, "05:00": {"lakehouse_maintenance"}, "05:30": sources,
     }

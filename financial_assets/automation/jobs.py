@@ -40,14 +40,15 @@ lakehouse_maintenance_job = define_asset_job(
 
 # Stopped by default: turn it on in the UI (Automation → automation) or with
 # `dagster sensor start automation -w workspace.yaml`, with the daemon running. Then the sources
-# are observed hourly, the pipeline runs daily at 03:00 UTC and maintenance at 05:00 UTC.
+# are observed hourly (at half past), the pipeline runs daily at 03:00 UTC and maintenance at
+# 05:00 UTC.
 automation_sensor = AutomationConditionSensorDefinition(
     "automation",
     # Every asset; the observed sources by name, since a selection of "all" leaves them out.
     target=AssetSelection.all() | AssetSelection.assets(*SOURCE_KEYS.values()),
     default_status=DefaultSensorStatus.STOPPED,
-    description="Runs every asset's automation condition: sources observed hourly; extraction, build, "
-    "audit and publish daily at 03:00 UTC; lakehouse maintenance daily at 05:00 UTC.",
+    description="Runs every asset's automation condition: sources observed hourly at half past; "
+    "extraction, build, audit and publish daily at 03:00 UTC; lakehouse maintenance daily at 05:00 UTC.",
 )
 
 JOBS = [full_pipeline_job, observe_sources_job, extract_sources_job, rebuild_and_publish_job, lakehouse_maintenance_job]
