@@ -4,8 +4,8 @@ The star schema's digest serves twice. A build records it (with the PII policy's
 and the next build rebuilds everything when it changed, instead of appending to facts the old
 code made (`financial_assets/transform/build.py`): correctness, even for a Glue job that never
 sees Dagster. And it is the star-schema assets' Dagster code version, so the UI marks them stale
-after a change, which is exactly when the next build is a full one. The raw zone's digest is its
-assets' code version. No Dagster or Spark import: the Glue job imports this module.
+after the very changes that make the next build a full one. The raw zone's digest is its assets'
+code version. No Dagster or Spark import: the Glue job imports this module.
 """
 
 from __future__ import annotations
