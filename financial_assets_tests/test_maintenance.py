@@ -269,7 +269,7 @@ def test_compaction_is_skipped_while_main_is_not_the_published_snapshot(lakehous
     assert data_file_count(lakehouse_catalog, "fact_transactions", fact.refresh().metadata.current_snapshot_id) == 3
 
 
-# -- the Dagster asset, job and schedule --------------------------------------------------------
+# -- the Dagster asset and its job (its automation: test_definitions.py) ---------------------------
 
 
 def test_the_maintenance_asset_compacts_expires_and_reports_what_it_did(lakehouse_catalog, spark, tmp_path):
@@ -331,28 +331,19 @@ def test_without_a_local_spark_engine_maintenance_skips_compaction_and_still_exp
     assert metadata["snapshots_expired"] > 0 and latest_publication(lakehouse_catalog).kind == "publish"
 
 
-def test_maintenance_runs_as_its_own_job_on_a_daily_schedule_stopped_by_default():
-    from dagster import DefaultScheduleStatus
-
-    from financial_assets.automation import JOBS, SCHEDULES
-
-    [schedule] = [s for s in SCHEDULES if s.name == "daily_lakehouse_maintenance"]
-    assert schedule.job_name == "maintain_lakehouse" and "maintain_lakehouse" in {j.name for j in JOBS}
-    assert schedule.default_status == DefaultScheduleStatus.STOPPED
-
-
 def test_the_full_pipeline_does_not_run_maintenance():
     from dagster import Definitions
 
     from financial_assets.analytics import ANALYTICS_ASSETS
-    from financial_assets.automation import JOBS
+    from financial_assets.automation.jobs import JOBS
     from financial_assets.maintenance.assets import MAINTENANCE_ASSETS
     from financial_assets.raw import RAW_ASSETS
     from financial_assets.resources import deployment_resources
     from financial_assets.settings import Settings
+    from financial_assets.source_assets import SOURCE_ASSETS
 
     definitions = Definitions(
-        assets=[*RAW_ASSETS, *ANALYTICS_ASSETS, *MAINTENANCE_ASSETS], jobs=JOBS,
+        assets=[*SOURCE_ASSETS, *RAW_ASSETS, *ANALYTICS_ASSETS, *MAINTENANCE_ASSETS], jobs=JOBS,
         resources=deployment_resources(Settings.from_env({})),
     )
 

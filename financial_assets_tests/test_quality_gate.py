@@ -155,3 +155,44 @@ def test_a_build_whose_audit_failed_cannot_be_published_by_hand(clean, blocked):
     with pytest.raises(PublicationError, match="failed blocking checks: fact_transactions.amounts_present_and_positive"):
         publish(catalog, build.version)
     assert find_build(catalog, build.version).branch in audit_branches(catalog)
+
+
+def publish_step(catalog, version: str):
+    """A run of the publish asset whose input, the `fact_transactions` output, is ``version``:
+    what `star_schema` hands over in a run (here from a stand-in that builds nothing)."""
+    from dagster import asset
+
+    from financial_assets.analytics.publication import published_star_schema
+    from financial_assets.resources import LakehouseResource, ReaderCatalogResource
+
+    @asset(name="fact_transactions")
+    def built() -> str:
+        return version
+
+    return materialize(
+        [built, published_star_schema], instance=DagsterInstance.ephemeral(), raise_on_error=False,
+        resources={"lakehouse": LakehouseResource.for_catalog(catalog), "reader_catalog": ReaderCatalogResource()},
+    )
+
+
+def test_publish_publishes_the_version_handed_to_it_not_the_newest_build(lakehouse_catalog):
+    from financial_assets_tests.star_builds import build
+
+    build(lakehouse_catalog, "20261130_010000_handed00", {1: ["10.00"]})
+    build(lakehouse_catalog, "20261130_020000_newer000", {1: ["20.00"]})
+
+    assert publish_step(lakehouse_catalog, "20261130_010000_handed00").success
+    assert latest_publication(lakehouse_catalog).version == "20261130_010000_handed00"
+
+
+def test_publish_refuses_a_blocked_version_handed_to_it(lakehouse_catalog):
+    from financial_assets_tests.star_builds import build
+
+    build(lakehouse_catalog, "20261130_010000_blocked0", {1: ["10.00"]},
+          failed_checks=[("fact_transactions", "amounts_present_and_positive", "ERROR")])
+
+    result = publish_step(lakehouse_catalog, "20261130_010000_blocked0")
+
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "failed blocking checks: fact_transactions.amounts_present_and_positive" in str(failure.step_failure_data.error)
+    assert latest_publication(lakehouse_catalog) is None

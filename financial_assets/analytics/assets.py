@@ -5,48 +5,68 @@ onto the same audit branch: the dimensions and the fact can never drift out of s
 (`financial_assets/quality/star_checks.py`) audit the version before it may be published.
 """
 
-from dagster import AssetCheckSpec, AssetExecutionContext, AssetSpec, Config, multi_asset
+from dagster import (
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    Config,
+    MaterializeResult,
+    multi_asset,
+)
 from pydantic import Field
 
 from financial_assets.analytics.engines import StarSchemaEngine
+from financial_assets.automation.policies import LAKEHOUSE_WRITERS, daily_after_upstream
+from financial_assets.code_versions import STAR_SCHEMA_CODE_VERSION
+from financial_assets.ownership import ANALYTICS, OWNERS, asset_tags
 from financial_assets.quality.star_checks import DEFAULT_MAX_DEFECT_SHARE, STAR_CHECKS, QualityThresholds
 from financial_assets.resources.lakehouse import LakehouseResource
 from financial_assets.resources.pii import PiiPolicyResource
 from financial_assets.transform.build import new_version
 
 KINDS = {"spark", "iceberg"}
+# The asset whose output value is the build's version: what `published_star_schema` publishes.
+VERSION_CARRIER = AssetKey("fact_transactions")
 
-STAR_SCHEMA_SPECS = [
-    AssetSpec(
-        "dim_customers",
-        deps=["raw_customers"],
+
+def _star_table(name: str, deps: list[str], domain: str, pii: bool, description: str) -> AssetSpec:
+    spec = AssetSpec(
+        name,
+        deps=deps,
         group_name="analytics",
         kinds=KINDS,
+        owners=OWNERS,
+        tags=asset_tags(ANALYTICS, domain, pii),
+        code_version=STAR_SCHEMA_CODE_VERSION,
+        automation_condition=daily_after_upstream(),
+        description=description,
+    )
+    # An output value needs an IO manager: Dagster's default one keeps the version (a short
+    # string) in the instance's storage, where the publish step, or its re-execution, loads it.
+    return spec.with_io_manager_key("io_manager") if spec.key == VERSION_CARRIER else spec
+
+
+STAR_SCHEMA_SPECS = [
+    _star_table(
+        "dim_customers", ["raw_customers"], "customers", pii=True,  # names in clear, for the analyst's query
         description="One row per customer (customer_key), plus the unknown member -1. Email is an "
         "HMAC token of the normalised address (one person, one token), phone masked to its last two "
         "digits, address reduced to city and region.",
     ),
-    AssetSpec(
-        "dim_accounts",
-        deps=["raw_accounts", "raw_customers"],
-        group_name="analytics",
-        kinds=KINDS,
+    _star_table(
+        "dim_accounts", ["raw_accounts", "raw_customers"], "accounts", pii=False,
         description="One row per account (account_key) with its customer_key (-1 when the customer "
         "is unknown), type, opening time and opened_date_key, balance; plus the unknown member -1.",
     ),
-    AssetSpec(
-        "dim_dates",
-        deps=["raw_accounts", "raw_transactions"],
-        group_name="analytics",
-        kinds=KINDS,
+    _star_table(
+        "dim_dates", ["raw_accounts", "raw_transactions"], "calendar", pii=False,
         description="A full calendar (UTC days) from the earliest account opening to the latest "
         "transaction: date_key yyyymmdd, year, quarter, month, names, ISO weekday and week, weekend.",
     ),
-    AssetSpec(
-        "fact_transactions",
-        deps=["dim_accounts", "raw_transactions", "raw_transaction_events"],
-        group_name="analytics",
-        kinds=KINDS,
+    _star_table(
+        "fact_transactions", ["dim_accounts", "raw_transactions", "raw_transaction_events"], "transactions",
+        pii=False,
         description="One row per source transaction, none dropped: keys to the dimensions (-1 for "
         "unknown), amount and signed amount (deposits +, withdrawals and transfers -), the "
         "transaction's event (the latest-written when duplicated): device, fraud score, country, city, "
@@ -95,7 +115,19 @@ STAR_CHECK_SPECS = [
 ]
 
 
-@multi_asset(specs=STAR_SCHEMA_SPECS, check_specs=STAR_CHECK_SPECS, can_subset=False, name="star_schema")
+def _with_version(result, version: str):
+    """The engine's report of the version-carrying table, with the version as its output value."""
+    if isinstance(result, MaterializeResult) and result.asset_key == VERSION_CARRIER:
+        return MaterializeResult(
+            asset_key=result.asset_key, metadata=result.metadata, check_results=result.check_results,
+            data_version=result.data_version, tags=result.tags, value=version,
+        )
+    return result
+
+
+@multi_asset(
+    specs=STAR_SCHEMA_SPECS, check_specs=STAR_CHECK_SPECS, can_subset=False, name="star_schema", pool=LAKEHOUSE_WRITERS
+)
 def star_schema(
     context: AssetExecutionContext,
     config: StarSchemaConfig,
@@ -106,8 +138,10 @@ def star_schema(
     """Write a new version of the star schema on an audit branch of each Iceberg table, then
     audit exactly what the branches hold: a failed ERROR check fails this step, so the version is
     never published. Incremental when it can be: only the facts of new transactions are appended
-    to the published ones (see `financial_assets/transform/build.py`)."""
+    to the published ones (see `financial_assets/transform/build.py`). The version is the
+    output of `fact_transactions`, which `published_star_schema` takes as its input."""
     version = new_version(context.run.run_id)
-    yield from star_schema_engine.build(
+    for result in star_schema_engine.build(
         context, lakehouse, pii, version, config.thresholds(), full_refresh=config.full_refresh
-    )
+    ):
+        yield _with_version(result, version)

@@ -1,13 +1,17 @@
 """Publish: make the star-schema build this run wrote and audited what readers see.
 
 Runs only after `star_schema` succeeded, and that step fails when a blocking (ERROR) check
-fails, so an unaudited or failing build never reaches analysts. `publish` also refuses a build
-whose recorded audit failed, whoever asks.
+fails, so an unaudited or failing build never reaches analysts. The version to publish is
+`star_schema`'s output, handed over through the dependency: exactly what the build produced.
+`publish` also refuses a build whose recorded audit failed, whoever asks.
 """
 
-from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetIn, MaterializeResult, MetadataValue, asset
 
+from financial_assets.analytics.assets import VERSION_CARRIER
+from financial_assets.automation.policies import LAKEHOUSE_WRITERS, PUBLISHED_FRESHNESS, daily_after_upstream
 from financial_assets.lakehouse.publication import latest_publication, publish
+from financial_assets.ownership import ANALYTICS, OWNERS, asset_tags
 from financial_assets.resources.catalog import ReaderCatalogResource
 from financial_assets.resources.lakehouse import LakehouseResource
 from financial_assets.transform.star_schema import TABLES
@@ -15,11 +19,18 @@ from financial_assets.transform.star_schema import TABLES
 
 @asset(
     group_name="analytics",
-    deps=list(TABLES),
+    ins={"version": AssetIn(VERSION_CARRIER)},
+    deps=[table for table in TABLES if table != VERSION_CARRIER.to_user_string()],
     kinds={"iceberg"},
+    owners=OWNERS,
+    tags=asset_tags(ANALYTICS, "transactions", pii=True),  # dim_customers holds names in clear
+    pool=LAKEHOUSE_WRITERS,
+    automation_condition=daily_after_upstream(),
+    freshness_policy=PUBLISHED_FRESHNESS,
 )
 def published_star_schema(
     context: AssetExecutionContext,
+    version: str,
     lakehouse: LakehouseResource,
     reader_catalog: ReaderCatalogResource,
 ) -> MaterializeResult:
@@ -28,10 +39,9 @@ def published_star_schema(
     then each table's `main` moved to its snapshot and tagged `published_<version>`. Athena and
     Spark read `main`; `financial-assets query` and the DuckDB file follow the publication rows.
     Earlier publications stay readable for rollback and time travel (`financial-assets versions`,
-    `rollback VERSION`, `query --as-of`) until maintenance expires them."""
+    `rollback VERSION`, `query --as-of`) until maintenance expires them. Expected by 06:00 UTC
+    each day (its freshness policy)."""
     catalog = lakehouse.catalog()
-    built = context.instance.get_latest_materialization_event(AssetKey("fact_transactions"))
-    version = built.asset_materialization.metadata["version"].value
     reader_catalog.check(catalog)  # a DuckDB file of another lakehouse fails the step before the commit
     before = latest_publication(catalog)
     publication = publish(catalog, version, context.run.run_id)

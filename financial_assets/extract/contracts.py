@@ -25,6 +25,11 @@ class TableContract:
     cursor_column: str | None = None
     # Columns whose values are personal data: never shown in previews or logs.
     pii_columns: frozenset[str] = frozenset()
+    # The column whose greatest value says how recent the table's rows are (observed upstream of
+    # the raw zone): a time where the source has one.
+    newest_column: str | None = None
+    # What the business calls the rows' subject: the assets' `domain` tag.
+    domain: str = ""
 
 
 CUSTOMERS = TableContract(
@@ -37,6 +42,8 @@ CUSTOMERS = TableContract(
         "address": pa.string(),
     },
     pii_columns=frozenset({"name", "email", "phone", "address"}),
+    newest_column="customer_id",  # customers carry no time: the newest is the last id drawn
+    domain="customers",
 )
 
 ACCOUNTS = TableContract(
@@ -48,6 +55,8 @@ ACCOUNTS = TableContract(
         "balance": MONEY,
         "opened_at": UTC_TIMESTAMP,
     },
+    newest_column="opened_at",
+    domain="accounts",
 )
 
 TRANSACTIONS = TableContract(
@@ -60,6 +69,8 @@ TRANSACTIONS = TableContract(
         "timestamp": UTC_TIMESTAMP,
     },
     cursor_column="transaction_id",
+    newest_column="timestamp",
+    domain="transactions",
 )
 
 POSTGRES_TABLES = (CUSTOMERS, ACCOUNTS, TRANSACTIONS)
@@ -81,6 +92,7 @@ TRANSACTION_EVENTS = TableContract(
     },
     cursor_column="event_id",
     pii_columns=frozenset({"ip_address"}),
+    domain="transactions",
 )
 
 QUARANTINE_SCHEMA = pa.schema(

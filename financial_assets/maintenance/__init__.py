@@ -6,7 +6,7 @@
 - `financial_assets.maintenance.compaction` (Spark): rewrite the small files of
   ``fact_transactions`` and publish the compacted snapshot, so that readers follow it.
 - `financial_assets.maintenance.assets`: the Dagster asset ``lakehouse_maintenance`` that runs
-  them; its job and daily schedule live in `financial_assets.automation`.
+  them; its job and its daily automation condition live in `financial_assets.automation`.
 
 This package's ``__init__`` imports nothing, so the pure modules load without Dagster.
 """

@@ -1,7 +1,7 @@
 """The Dagster asset ``lakehouse_maintenance``: compaction, refs, snapshot expiry, in that order.
 
-Its job (``maintain_lakehouse``) and its daily schedule (stopped by default) are in
-`financial_assets.automation`.
+Its job (``maintain_lakehouse``) is in `financial_assets.automation`; it runs daily at 05:00 UTC
+when the automation sensor is on (stopped by default).
 """
 
 from datetime import datetime, timedelta, timezone
@@ -10,9 +10,11 @@ from typing import Any
 from dagster import AssetExecutionContext, AssetKey, Config, MaterializeResult, MetadataValue, ResourceParam, asset
 from pydantic import Field
 
+from financial_assets.automation.policies import LAKEHOUSE_WRITERS, daily_maintenance
 from financial_assets.lakehouse.publication import DEFAULT_KEEP
 from financial_assets.maintenance.compaction import Compaction, compact_fact_transactions
 from financial_assets.maintenance.lakehouse import expire_snapshots, tidy_refs
+from financial_assets.ownership import MAINTENANCE, OWNERS, asset_tags
 from financial_assets.resources.catalog import ReaderCatalogResource
 from financial_assets.resources.lakehouse import LakehouseResource
 from financial_assets.resources.spark import SparkResource
@@ -32,10 +34,18 @@ class MaintenanceConfig(Config):
     )
 
 
+PUBLISHED = AssetKey("published_star_schema")
+
+
 @asset(
     group_name="maintenance",
-    deps=[AssetKey("published_star_schema")],
+    deps=[PUBLISHED],
     kinds={"iceberg"},
+    owners=OWNERS,
+    tags=asset_tags(MAINTENANCE, "lakehouse", pii=False),
+    # It compacts, publishes the compacted snapshot and expires files: a writer like any other.
+    pool=LAKEHOUSE_WRITERS,
+    automation_condition=daily_maintenance(PUBLISHED),
 )
 def lakehouse_maintenance(
     context: AssetExecutionContext,

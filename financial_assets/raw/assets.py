@@ -24,6 +24,8 @@ from dagster import (
 )
 from pydantic import Field
 
+from financial_assets.automation.policies import LAKEHOUSE_WRITERS, daily_extraction
+from financial_assets.code_versions import RAW_ZONE_CODE_VERSION
 from financial_assets.extract.contracts import (
     ACCOUNTS,
     CUSTOMERS,
@@ -41,9 +43,11 @@ from financial_assets.extract.loads import (
     load_documents,
     load_postgres_table,
 )
+from financial_assets.ownership import OWNERS, RAW, asset_tags
 from financial_assets.raw.metadata import load_metadata
 from financial_assets.resources import DocumentStoreResource, LakehouseResource, PostgresResource
 from financial_assets.settings import source_retry_delay_s
+from financial_assets.source_assets import SOURCE_KEYS
 
 # A source that is briefly unreachable (failover, network blip) is retried 3 times, after
 # FIN_SOURCE_RETRY_DELAY_S (default 2 s: 2, 6, 14 s, each +/- 2 s). So is a load whose Iceberg
@@ -96,13 +100,28 @@ def _not_retryable(error: Exception) -> Failure:
     return Failure(description=str(error), allow_retries=False)
 
 
+def _raw_asset_properties(contract: TableContract) -> dict:
+    """What every raw asset declares alike: its source upstream, owners and tags, the code that
+    decides its rows, the writers' pool, and the daily automation."""
+    return dict(
+        group_name="raw",
+        deps=[SOURCE_KEYS[contract.table]],
+        owners=OWNERS,
+        # The raw zone keeps the source's personal data in clear (it is restricted).
+        tags=asset_tags(RAW, contract.domain, pii=bool(contract.pii_columns)),
+        code_version=RAW_ZONE_CODE_VERSION,
+        pool=LAKEHOUSE_WRITERS,
+        automation_condition=daily_extraction(SOURCE_KEYS[contract.table]),
+        retry_policy=SOURCE_RETRY,
+    )
+
+
 def _postgres_raw_asset(contract: TableContract, description: str) -> AssetsDefinition:
     @asset(
         name=f"raw_{contract.table}",
-        group_name="raw",
         kinds={"postgres", "iceberg"},
         description=description,
-        retry_policy=SOURCE_RETRY,
+        **_raw_asset_properties(contract),
         check_specs=[AssetCheckSpec(RECONCILES, asset=f"raw_{contract.table}", blocking=True,
                                     description=RECONCILES_DESCRIPTION)],
     )
@@ -168,9 +187,8 @@ raw_transactions = _postgres_raw_asset(
 
 
 @asset(
-    group_name="raw",
     kinds={"mongodb", "iceberg"},
-    retry_policy=SOURCE_RETRY,
+    **_raw_asset_properties(TRANSACTION_EVENTS),
     check_specs=[
         AssetCheckSpec(RECONCILES, asset="raw_transaction_events", blocking=True, description=RECONCILES_DESCRIPTION),
         AssetCheckSpec("no_quarantined_documents", asset="raw_transaction_events", blocking=False,

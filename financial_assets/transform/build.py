@@ -27,12 +27,12 @@ import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from importlib import resources
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from financial_assets.code_versions import STAR_SCHEMA_DIGEST
 from financial_assets.lakehouse.catalog import TABLE_PROPERTIES as CATALOG_TABLE_PROPERTIES
 from financial_assets.lakehouse.catalog import LakehouseCatalog
 from financial_assets.lakehouse.publication import audit_branch, find_build, latest_publication, record_build
@@ -71,11 +71,6 @@ TABLE_PROPERTIES = {
     "write.update.mode": "copy-on-write",
     "write.merge.mode": "copy-on-write",
     "write.spark.accept-any-schema": "true",
-}
-# The code whose change can change a fact or an audit: a change forces a full build.
-_FINGERPRINTED = {
-    "financial_assets.transform": ("star_schema.py", "pii.py", "build.py"),
-    "financial_assets.quality": ("star_checks.py", "defects.py"),
 }
 FULL, INCREMENTAL = "full", "incremental"
 
@@ -117,16 +112,9 @@ def new_version(run_id: str, now: datetime | None = None) -> str:
     return f"{now or datetime.now(timezone.utc):%Y%m%d_%H%M%S}_{run_id[:8].lower()}"
 
 
-def _source_digest() -> str:
-    digest = hashlib.sha256()
-    for package, names in _FINGERPRINTED.items():
-        for name in names:
-            digest.update(resources.files(package).joinpath(name).read_bytes())
-    return digest.hexdigest()
-
-
-# Taken at import: the code this process runs, whatever happens to the files afterwards.
-_SOURCE_DIGEST = _source_digest()
+# Taken at import: the code this process runs, whatever happens to the files afterwards. A change
+# forces a full build.
+_SOURCE_DIGEST = STAR_SCHEMA_DIGEST
 
 
 def transform_fingerprint(policy: PiiPolicy) -> str:
