@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = None
     if event_log:
         from bench.spark_profile import event_log_config
-        from financial_assets.analytics.engines import LocalSparkEngine
+        from financial_assets.resources.star_schema_engine import LocalSparkEngine
         from financial_assets.resources.spark import SparkResource
 
         engine = LocalSparkEngine(spark=SparkResource(master="local[*]", config=event_log_config(event_log)))

@@ -10,12 +10,12 @@ from dagster import AssetExecutionContext, AssetKey, MaterializeResult, Metadata
 from financial_assets.lakehouse.publication import latest_publication, publish
 from financial_assets.resources.catalog import ReaderCatalogResource
 from financial_assets.resources.lakehouse import LakehouseResource
-from financial_assets.transform.star_schema import TABLES
+from financial_assets.lakehouse.tables import STAR_TABLES
 
 
 @asset(
     group_name="analytics",
-    deps=list(TABLES),
+    deps=list(STAR_TABLES),
     kinds={"iceberg"},
 )
 def published_star_schema(

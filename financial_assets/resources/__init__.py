@@ -6,10 +6,7 @@ import os
 
 from dagster import EnvVar
 
-from dagster_aws.athena import AthenaClientResource
-
 from financial_assets.alerts import alerts_resource
-
 from financial_assets.lakehouse.catalog import LakehouseCatalog
 from financial_assets.resources.catalog import ReaderCatalogResource
 from financial_assets.resources.document_store import DocumentStoreResource
@@ -51,6 +48,9 @@ def deployment_resources(settings: Settings) -> dict:
         "alerts": alerts_resource(settings.alert_log_path, settings.slack_channel),
     }
     if aws:
+        # Imported only here: dagster_aws takes seconds to load, and only the AWS deployment uses Athena.
+        from dagster_aws.athena import AthenaClientResource
+
         resources["athena"] = AthenaClientResource(workgroup=settings.athena_workgroup)
     return resources
 
@@ -68,7 +68,7 @@ def local_pipeline_resources(
     """Resources for running the pipeline in this process against given sources, without
     reading FIN_* settings: what the tests and the benchmarks use. ``catalog`` holds every table. The sources are included
     only when their URLs are given (the analytics assets do not need them)."""
-    from financial_assets.analytics.engines import LocalSparkEngine
+    from financial_assets.resources.star_schema_engine import LocalSparkEngine
 
     resources = {
         "lakehouse": LakehouseResource.for_catalog(catalog),
@@ -86,7 +86,7 @@ def local_pipeline_resources(
 def _star_schema_engine(settings: Settings):
     """Local Spark unless FIN_STAR_SCHEMA_ENGINE=glue: the same transform either way."""
     if settings.star_schema_engine == "glue":
-        from financial_assets.analytics.glue import GlueEngine
+        from financial_assets.resources.glue import GlueEngine
 
         return GlueEngine(
             job_name=settings.glue_job_name,
@@ -96,7 +96,7 @@ def _star_schema_engine(settings: Settings):
             region=settings.aws_region,
             endpoint_url=settings.s3_endpoint_url,
         )
-    from financial_assets.analytics.engines import LocalSparkEngine
+    from financial_assets.resources.star_schema_engine import LocalSparkEngine
 
     return LocalSparkEngine(spark=SparkResource(master=settings.spark_master, remote=settings.spark_remote))
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-
-from pyspark.sql import SparkSession
+from typing import TYPE_CHECKING
 
 from financial_assets.lakehouse.catalog import (
     ICEBERG_AWS_BUNDLE,
@@ -20,6 +19,9 @@ from financial_assets.lakehouse.catalog import (
     POSTGRES_JDBC,
     LakehouseCatalog,
 )
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 # What the transform's results depend on, identical locally and in Glue (`configure_session`):
 # ANSI SQL (a bad cast, an overflow or a division by zero fails the build instead of writing
@@ -76,7 +78,11 @@ def spark_session(master: str = "local[*]", remote: str | None = None,
     """The active session, or a new one: local, a cluster (``master``) or Spark Connect (``remote``).
 
     Only the first call in a process decides the settings; later calls share that session.
+    PySpark is imported here, not with this module, so that its settings can be read (by the
+    Dagster definitions, say) without loading it.
     """
+    from pyspark.sql import SparkSession
+
     active = SparkSession.getActiveSession()
     if active is not None:
         return active

@@ -31,9 +31,9 @@ import boto3
 from dagster_aws.pipes import PipesGlueClient, PipesS3ContextInjector, PipesS3MessageReader
 from pydantic import Field
 
-from financial_assets.analytics.engines import StarSchemaEngine
+from financial_assets.resources.star_schema_engine import StarSchemaEngine
 from financial_assets.lakehouse.catalog import LakehouseCatalog, glue_job_arguments
-from financial_assets.analytics.glue_package import (
+from financial_assets.resources.glue_package import (
     SCRIPT_PATH,
     entry_script,
     package_zip,
