@@ -2,7 +2,7 @@
 
 The job (created by infrastructure-as-code: Glue 6.0 with ``--datalake-formats iceberg``, its role,
 ``--additional-python-modules``) runs ``glue_scripts/transform-to-star-schema.py``, which calls the
-same `build_star_schema_version` as the local engine, on the same Iceberg catalog: the run's
+same `financial_assets.lakehouse.star_builds.build_and_record` as the local engine, on the same Iceberg catalog: the run's
 ``--catalog-*`` arguments name it (`financial_assets.lakehouse.catalog.glue_job_arguments`), on
 AWS the Glue Data Catalog and the S3 warehouse. Before each run this engine brings the job's
 code up to date on S3, uploading only what changed:

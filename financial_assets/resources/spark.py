@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from financial_assets.settings import DEFAULT_SPARK_MASTER
 from financial_assets.transform.session import spark_session
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ class SparkResource(ConfigurableResource):
     Neither this resource nor the code location imports PySpark until `session()` is called.
     """
 
-    master: str = Field(default="local[*]", description="spark.master, e.g. local[*] or spark://host:7077")
+    master: str = Field(default=DEFAULT_SPARK_MASTER, description="spark.master, e.g. local[*] or spark://host:7077")
     remote: str | None = Field(default=None, description="Spark Connect URL, e.g. sc://host:15002")
     config: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings.")
 

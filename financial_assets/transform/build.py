@@ -1,7 +1,7 @@
 """One build of the star schema: read the raw zone, transform, write an audit branch, audit it.
 
-What both engines run: the local Spark resource calls :func:`build_star_schema_version` in
-process, the AWS Glue job calls it inside Glue and reports the result through Dagster Pipes.
+What both engines run, through `financial_assets.lakehouse.star_builds`: the local engine in the
+Dagster process, the AWS Glue job inside Glue (reporting the result through Dagster Pipes).
 No Dagster import here.
 
 Every table is an Apache Iceberg table. A build pins the raw tables' current snapshots, writes the
