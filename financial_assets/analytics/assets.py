@@ -8,12 +8,12 @@ onto the same audit branch: the dimensions and the fact can never drift out of s
 from dagster import AssetCheckSpec, AssetExecutionContext, AssetSpec, Config, multi_asset
 from pydantic import Field
 
-from financial_assets.resources.star_schema_engine import StarSchemaEngine
+from financial_assets.lakehouse.tables import new_version
 from financial_assets.quality.defects import DEFAULT_MAX_DEFECT_SHARE
 from financial_assets.quality.specs import STAR_CHECKS, QualityThresholds
 from financial_assets.resources.lakehouse import LakehouseResource
 from financial_assets.resources.pii import PiiPolicyResource
-from financial_assets.lakehouse.tables import new_version
+from financial_assets.resources.star_schema_engine import StarSchemaEngine
 
 KINDS = {"spark", "iceberg"}
 

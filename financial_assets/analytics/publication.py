@@ -8,9 +8,9 @@ whose recorded audit failed, whoever asks.
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
 from financial_assets.lakehouse.publication import latest_publication, publish
+from financial_assets.lakehouse.tables import STAR_TABLES
 from financial_assets.resources.catalog import ReaderCatalogResource
 from financial_assets.resources.lakehouse import LakehouseResource
-from financial_assets.lakehouse.tables import STAR_TABLES
 
 
 @asset(

@@ -31,7 +31,6 @@ import boto3
 from dagster_aws.pipes import PipesGlueClient, PipesS3ContextInjector, PipesS3MessageReader
 from pydantic import Field
 
-from financial_assets.resources.star_schema_engine import StarSchemaEngine
 from financial_assets.lakehouse.catalog import LakehouseCatalog, glue_job_arguments
 from financial_assets.resources.glue_package import (
     SCRIPT_PATH,
@@ -39,6 +38,7 @@ from financial_assets.resources.glue_package import (
     package_zip,
     upload_if_changed,
 )
+from financial_assets.resources.star_schema_engine import StarSchemaEngine
 
 
 class _PrefixedS3MessageReader(PipesS3MessageReader):
