@@ -162,7 +162,8 @@ def source_retry_delay_s(environ: Mapping[str, str] | None = None) -> float:
 
 
 def cache_dir(environ: Mapping[str, str] | None = None) -> str:
-    """FIN_CACHE_DIR: the FerretDB build and Spark's Ivy cache of JVM artifacts (``<it>/ivy``)."""
+    """FIN_CACHE_DIR: the FerretDB build and Spark's Ivy cache of JVM artifacts (``<it>/ivy``),
+    read where a Spark session starts (`financial_assets.transform.session`), Settings or not."""
     environ = os.environ if environ is None else environ
     return str(Path(environ.get("FIN_CACHE_DIR", "").strip() or DEFAULT_CACHE_DIR).expanduser().resolve())
 
@@ -329,7 +330,6 @@ class Settings:
     catalog_url: str | None  # None: the AWS Glue Data Catalog
     catalog_name: str
     source_retry_delay_s: float
-    cache_dir: str
     secrets_in_environment: frozenset[str]  # the fields of SECRET_VARIABLES their variables set
 
     def secret_variable(self, name: str) -> str | None:
@@ -381,7 +381,6 @@ class Settings:
             catalog_url=_catalog_url(environ, deployment),
             catalog_name=_catalog_name(environ),
             source_retry_delay_s=source_retry_delay_s(environ),
-            cache_dir=cache_dir(environ),
             secrets_in_environment=frozenset(
                 name for name, variable in SECRET_VARIABLES.items() if environ.get(variable, "").strip()
             ),
