@@ -4,7 +4,8 @@
     .venv-dlt/bin/python -m bench.peer_dlt --database bench_pipeline --mongo-database bench_pipeline
 
 dlt gets its own virtualenv (`.venv-dlt`, ignored by git) because its pins may conflict with
-Dagster's. This module imports nothing from `financial_assets` but the pure `settings` module.
+Dagster's. This module imports nothing from `financial_assets` but two modules of the standard
+library only: `settings` and `lakehouse.tables` (the star tables' names and the analyst's query).
 The sources must already be seeded (`.venv-bench/bin/python -m bench.pipeline`).
 
 Each run, in a fresh temp dir:
@@ -25,7 +26,6 @@ query's total == `sum(amount) FROM transactions`. Exit 1 if either fails.
 from __future__ import annotations
 
 import argparse
-import ast
 import hashlib
 import json
 import os
@@ -39,6 +39,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from bench.cases import peak_rss_kib
+from financial_assets.lakehouse.tables import ANALYST_QUERY, STAR_TABLES
 
 # No telemetry, and no network calls of dlt's own.
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
@@ -49,23 +50,12 @@ SQL_FILE = HERE / "peer_star_schema.sql"
 RESULTS = HERE / "results" / "peer.json"
 POSTGRES_TABLES = ("customers", "accounts", "transactions")
 COLLECTION = "transaction_events"
-STAR_TABLES = ("dim_customers", "dim_accounts", "dim_dates", "fact_transactions")
 MONGO_BATCH = 50_000
 _BLOCK = 64  # SHA-256's block size, for HMAC
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def analyst_query() -> str:
-    """ANALYST_QUERY from financial_assets/query/duckdb_views.py, read without importing it
-    (that module imports the lakehouse code, which needs the main virtualenv)."""
-    source = (REPO_ROOT / "financial_assets" / "query" / "duckdb_views.py").read_text()
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "ANALYST_QUERY" for t in node.targets):
-            return ast.literal_eval(node.value)
-    raise SystemExit("peer_dlt: ANALYST_QUERY not found in financial_assets/query/duckdb_views.py")
 
 
 def hmac_pads(key: bytes) -> tuple[bytes, bytes]:
@@ -304,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     postgres_url = urlunsplit(urlsplit(settings.postgres_url)._replace(path=f"/{args.database}"))
     mongo_url = settings.mongo_url
-    query = analyst_query()
+    query = ANALYST_QUERY
 
     runs = []
     for attempt in range(args.repeat + 1):

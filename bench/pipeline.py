@@ -160,10 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     engine = None
     if event_log:
         from bench.spark_profile import event_log_config
-        from financial_assets.analytics.engines import LocalSparkEngine
+        from financial_assets.resources.star_schema_engine import LocalSparkEngine
         from financial_assets.resources.spark import SparkResource
 
-        engine = LocalSparkEngine(spark=SparkResource(master="local[*]", config=event_log_config(event_log)))
+        engine = LocalSparkEngine(spark=SparkResource(config=event_log_config(event_log)))
 
     def run(lakehouse, label: str) -> dict[str, float]:
         resources = local_pipeline_resources(

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.cases import row_count
 from bench.pipeline import mode_summary, ratio_beyond_store_scan
-from financial_assets.quality.star_checks import STAR_CHECKS
+from financial_assets.quality.specs import STAR_CHECKS
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"

@@ -1,5 +1,11 @@
 """Every setting the platform reads from the environment, validated in one place.
 
+The one configuration path: :meth:`Settings.from_env` reads and validates every ``FIN_*``
+variable, each default is declared once below, and the Dagster resources are built from the
+:class:`Settings` (`financial_assets.resources.deployment_resources`); nothing else reads the
+environment for them. A secret the environment sets (:data:`SECRET_VARIABLES`) reaches a resource
+as a Dagster ``EnvVar`` naming its variable, so the UI's configuration view never shows its value.
+
 No Dagster import: the CLI, the services script's callers and Glue-side code read the same
 settings. A missing or malformed value raises :class:`SettingsError`, whose message is one line
 that names the variable; callers print it as is instead of a stack trace.
@@ -10,9 +16,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+from financial_assets.lakehouse.catalog import DEFAULT_CATALOG_NAME, LakehouseCatalog
 
 # Ports of the servers that `scripts/services.sh` starts: away from the well-known ones, so a
 # system PostgreSQL (5432) or MongoDB (27017) never collides, and below Linux's ephemeral range
@@ -23,7 +31,6 @@ DEFAULT_MONGO_DATABASE = "financialdb"
 
 # The Iceberg catalog: a database of its own on the local PostgreSQL (scripts/services.sh creates it).
 DEFAULT_CATALOG_DATABASE = "lakehouse_catalog"
-DEFAULT_CATALOG_NAME = "financial_assets"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 _MONGO_DATABASE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
@@ -31,6 +38,27 @@ _MONGO_DATABASE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
 # A source step that fails is retried 3 times, the first after this many seconds, then with
 # exponential backoff (Dagster's: 1, 3, 7 times it). Long enough to ride out a failover.
 DEFAULT_SOURCE_RETRY_DELAY_S = 2.0
+
+# Where local state lives, relative to the working directory (the repository under `make`).
+DEFAULT_LAKEHOUSE = "var/lakehouse"
+DEFAULT_DUCKDB_PATH = "var/analytics.duckdb"
+DEFAULT_PII_KEY_FILE = "var/secrets/pii_hmac_key"
+DEFAULT_ALERT_LOG = "var/alerts/alerts.jsonl"
+# The FerretDB build and Spark's Ivy cache: in the repository, whatever the working directory.
+DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[1] / ".cache"
+
+DEFAULT_SPARK_MASTER = "local[*]"  # Spark in this process, on every core
+DEFAULT_GLUE_DATABASE = "financial_data_db"
+DEFAULT_ATHENA_WORKGROUP = "financial-assets"
+
+# The settings that are secrets, and their variables.
+SECRET_VARIABLES = {
+    "postgres_url": "FIN_POSTGRES_URL",
+    "mongo_url": "FIN_MONGO_URL",
+    "pii_hmac_key": "FIN_PII_HMAC_KEY",
+    "alert_webhook_url": "FIN_ALERT_WEBHOOK_URL",
+    "slack_token": "FIN_SLACK_TOKEN",
+}
 
 
 class SettingsError(ValueError):
@@ -104,7 +132,7 @@ def _lakehouse_uri(environ: Mapping[str, str]) -> str:
     name = "FIN_LAKEHOUSE_URI"
     uri = environ.get(name, "").strip()
     if not uri:
-        return str(Path("var/lakehouse").resolve())
+        return str(Path(DEFAULT_LAKEHOUSE).resolve())
     if uri.startswith("s3://"):
         bucket = uri[len("s3://"):].split("/", 1)[0]
         if not bucket:
@@ -131,6 +159,13 @@ def source_retry_delay_s(environ: Mapping[str, str] | None = None) -> float:
     if not 0 <= delay <= 3600:  # also refuses nan and inf
         raise SettingsError(f"{name} must be a number of seconds from 0 to 3600, got {raw!r}")
     return delay
+
+
+def cache_dir(environ: Mapping[str, str] | None = None) -> str:
+    """FIN_CACHE_DIR: the FerretDB build and Spark's Ivy cache of JVM artifacts (``<it>/ivy``),
+    read where a Spark session starts (`financial_assets.transform.session`), Settings or not."""
+    environ = os.environ if environ is None else environ
+    return str(Path(environ.get("FIN_CACHE_DIR", "").strip() or DEFAULT_CACHE_DIR).expanduser().resolve())
 
 
 def _s3_endpoint_url(environ: Mapping[str, str]) -> str | None:
@@ -220,8 +255,8 @@ def _deployment_settings(environ: Mapping[str, str], deployment: str) -> dict:
     credentials from AWS Secrets Manager only (FIN_SOURCES_SECRET_ID)."""
     settings = {
         "deployment": deployment,
-        "glue_database": environ.get("FIN_GLUE_DATABASE", "").strip() or "financial_data_db",
-        "athena_workgroup": environ.get("FIN_ATHENA_WORKGROUP", "").strip() or "financial-assets",
+        "glue_database": environ.get("FIN_GLUE_DATABASE", "").strip() or DEFAULT_GLUE_DATABASE,
+        "athena_workgroup": environ.get("FIN_ATHENA_WORKGROUP", "").strip() or DEFAULT_ATHENA_WORKGROUP,
         "sources_secret_id": environ.get("FIN_SOURCES_SECRET_ID", "").strip() or None,
         "duckdb_path": None,
     }
@@ -244,7 +279,7 @@ def _deployment_settings(environ: Mapping[str, str], deployment: str) -> dict:
 
 
 def _alert_settings(environ: Mapping[str, str]) -> dict:
-    """The alert log is always on; the webhook URL and Slack token are secrets the resource reads."""
+    """The alert log is always on; the webhook URL (it may hold a token) and the Slack token are secrets."""
     webhook = environ.get("FIN_ALERT_WEBHOOK_URL", "").strip()
     if webhook and (urlsplit(webhook).scheme not in ("http", "https") or not urlsplit(webhook).hostname):
         raise SettingsError("FIN_ALERT_WEBHOOK_URL must be an http(s):// URL")  # not echoed: it holds a token
@@ -253,44 +288,57 @@ def _alert_settings(environ: Mapping[str, str]) -> dict:
     if bool(token) != bool(channel):
         missing = "FIN_SLACK_CHANNEL" if token else "FIN_SLACK_TOKEN"
         raise SettingsError(f"{missing} must be set too: Slack alerts need FIN_SLACK_TOKEN and FIN_SLACK_CHANNEL")
-    log = environ.get("FIN_ALERT_LOG", "").strip() or "var/alerts/alerts.jsonl"
-    return {"alert_log_path": str(Path(log).expanduser().resolve()), "slack_channel": channel or None}
+    log = environ.get("FIN_ALERT_LOG", "").strip() or DEFAULT_ALERT_LOG
+    return {
+        "alert_log_path": str(Path(log).expanduser().resolve()),
+        "alert_webhook_url": webhook or None,
+        "slack_token": token or None,
+        "slack_channel": channel or None,
+    }
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Where the sources and the lakehouse are. Defaults point at `scripts/services.sh`."""
+    """Where the sources and the lakehouse are, and how to reach them: every field is read by
+    :meth:`from_env` (defaults point at `scripts/services.sh`). Secrets never appear in its repr."""
 
-    postgres_url: str
-    mongo_url: str
+    postgres_url: str = field(repr=False)
+    mongo_url: str = field(repr=False)
     mongo_database: str
     lakehouse_uri: str
-    s3_endpoint_url: str | None = None
-    spark_master: str = "local[*]"
-    spark_remote: str | None = None
-    pii_clear_text: bool = False
-    local_pii_key_file: str | None = None
-    star_schema_engine: str = "local"
-    glue_job_name: str | None = None
-    glue_staging_s3_uri: str | None = None
-    glue_pipes_bucket: str | None = None
-    glue_pii_key_secret_id: str | None = None
-    aws_region: str | None = None
-    alert_log_path: str = "var/alerts/alerts.jsonl"
-    slack_channel: str | None = None
-    deployment: str = "local"
-    duckdb_path: str | None = None
-    glue_database: str = "financial_data_db"
-    athena_workgroup: str = "financial-assets"
-    sources_secret_id: str | None = None
-    catalog_url: str | None = None  # None: the AWS Glue Data Catalog
-    catalog_name: str = DEFAULT_CATALOG_NAME
-    source_retry_delay_s: float = DEFAULT_SOURCE_RETRY_DELAY_S
+    s3_endpoint_url: str | None
+    spark_master: str
+    spark_remote: str | None
+    pii_hmac_key: str | None = field(repr=False)
+    pii_clear_text: bool
+    local_pii_key_file: str | None
+    star_schema_engine: str
+    glue_job_name: str | None
+    glue_staging_s3_uri: str | None
+    glue_pipes_bucket: str | None
+    glue_pii_key_secret_id: str | None
+    aws_region: str | None
+    alert_log_path: str
+    alert_webhook_url: str | None = field(repr=False)
+    slack_token: str | None = field(repr=False)
+    slack_channel: str | None
+    deployment: str
+    duckdb_path: str | None
+    glue_database: str
+    athena_workgroup: str
+    sources_secret_id: str | None
+    catalog_url: str | None  # None: the AWS Glue Data Catalog
+    catalog_name: str
+    source_retry_delay_s: float
+    secrets_in_environment: frozenset[str]  # the fields of SECRET_VARIABLES their variables set
 
-    def catalog(self):
+    def secret_variable(self, name: str) -> str | None:
+        """The variable the secret setting ``name`` was read from, or None when the environment
+        does not set it (its default, or no secret at all)."""
+        return SECRET_VARIABLES[name] if name in self.secrets_in_environment else None
+
+    def catalog(self) -> LakehouseCatalog:
         """The Iceberg catalog every table of this lakehouse is registered in."""
-        from financial_assets.lakehouse.catalog import LakehouseCatalog
-
         glue = self.catalog_url is None
         return LakehouseCatalog(
             warehouse=warehouse_uri(self.lakehouse_uri),
@@ -323,15 +371,19 @@ class Settings:
             mongo_database=_mongo_database(environ),
             lakehouse_uri=_lakehouse_uri(environ),
             s3_endpoint_url=_s3_endpoint_url(environ),
-            spark_master=environ.get("FIN_SPARK_MASTER", "").strip() or "local[*]",
+            spark_master=environ.get("FIN_SPARK_MASTER", "").strip() or DEFAULT_SPARK_MASTER,
             spark_remote=environ.get("FIN_SPARK_REMOTE", "").strip() or None,
+            pii_hmac_key=environ.get("FIN_PII_HMAC_KEY", "").strip() or None,
             pii_clear_text=_flag(environ, "FIN_PII_CLEAR_TEXT"),
-            local_pii_key_file=str(Path("var/secrets/pii_hmac_key").resolve()),
+            local_pii_key_file=None if deployment == "aws" else str(Path(DEFAULT_PII_KEY_FILE).resolve()),
             **_engine_settings(environ),
             **_alert_settings(environ),
             catalog_url=_catalog_url(environ, deployment),
             catalog_name=_catalog_name(environ),
             source_retry_delay_s=source_retry_delay_s(environ),
+            secrets_in_environment=frozenset(
+                name for name, variable in SECRET_VARIABLES.items() if environ.get(variable, "").strip()
+            ),
         )
 
 
@@ -344,7 +396,7 @@ def default_duckdb_path(settings: Settings, environ: Mapping[str, str]) -> str:
     import hashlib
 
     if not any(environ.get(name, "").strip() for name in ("FIN_LAKEHOUSE_URI", "FIN_CATALOG_URL", "FIN_CATALOG_NAME")):
-        return str(Path("var/analytics.duckdb").resolve())
+        return str(Path(DEFAULT_DUCKDB_PATH).resolve())
     digest = hashlib.sha256(settings.catalog().identity.encode()).hexdigest()[:12]
     return str(Path(f"var/analytics-{settings.catalog_name}-{digest}.duckdb").resolve())
 

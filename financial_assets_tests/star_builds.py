@@ -15,12 +15,8 @@ from decimal import Decimal
 import pyarrow as pa
 
 from financial_assets.lakehouse.catalog import TABLE_PROPERTIES, LakehouseCatalog
-from financial_assets.lakehouse.publication import (
-    Publication,
-    audit_branch,
-    publish,
-    record_build,
-)
+from financial_assets.lakehouse.publication import Publication, publish, record_build
+from financial_assets.lakehouse.tables import audit_branch
 
 SCHEMAS = {
     "dim_customers": pa.schema([

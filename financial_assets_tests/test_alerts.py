@@ -37,7 +37,6 @@ from financial_assets.alerts import (
     Alert,
     AlertCursor,
     AlertsResource,
-    alerts_resource,
     build_quality_alerts_sensor,
     quality_alerts_sensor,
 )
@@ -364,10 +363,10 @@ class RecordingSlackResource(SlackResource):
 
 
 def test_slack_is_skipped_unless_both_token_and_channel_are_set(tmp_path):
-    token_only = alerts_resource(str(tmp_path / "a.jsonl"), None, {"FIN_SLACK_TOKEN": "xoxb-1"})
-    channel_only = alerts_resource(str(tmp_path / "a.jsonl"), "#data-alerts", {})
+    token_only = AlertsResource(alert_log_path=str(tmp_path / "a.jsonl"), slack=RecordingSlackResource(token="x"))
+    channel_only = AlertsResource(alert_log_path=str(tmp_path / "a.jsonl"), slack_channel="#data-alerts")
 
-    for resource in (token_only, channel_only, AlertsResource(slack=RecordingSlackResource(token="x"))):
+    for resource in (token_only, channel_only):
         assert not resource.slack_enabled()
         assert not any(channel.startswith("slack") for channel in resource.describe_channels())
 

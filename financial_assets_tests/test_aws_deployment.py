@@ -8,7 +8,7 @@ import boto3
 import pytest
 
 from financial_assets.query import cli as query_cli
-from financial_assets.query.duckdb_views import ANALYST_QUERY
+from financial_assets.lakehouse.tables import ANALYST_QUERY
 from financial_assets.resources import DocumentStoreResource, PostgresResource, deployment_resources
 from financial_assets.settings import Settings, SettingsError
 
@@ -130,8 +130,9 @@ def test_aws_mode_runs_end_to_end_on_moto_up_to_the_athena_call(aws_endpoint, se
     from dagster import materialize
 
     from financial_assets.analytics import ANALYTICS_ASSETS
-    from financial_assets.analytics.glue import GlueEngine
-    from financial_assets.lakehouse.publication import STAR_TABLES, latest_publication
+    from financial_assets.resources.glue import GlueEngine
+    from financial_assets.lakehouse.publication import latest_publication
+    from financial_assets.lakehouse.tables import STAR_TABLES
     from financial_assets.raw import RAW_ASSETS
     from financial_assets.sample_data.config import SeedConfig
     from financial_assets.sample_data.seed import seed_sources

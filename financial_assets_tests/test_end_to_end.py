@@ -19,7 +19,7 @@ from dagster import DagsterInstance, build_sensor_context, materialize
 from financial_assets.alerts import AlertCursor, AlertsResource, quality_alerts_sensor
 from financial_assets.analytics import ANALYTICS_ASSETS
 from financial_assets.lakehouse.publication import find_build, latest_publication
-from financial_assets.query.duckdb_views import ANALYST_QUERY
+from financial_assets.lakehouse.tables import ANALYST_QUERY
 from financial_assets.query.duckdb_views import connect as connect_snapshots
 from financial_assets.raw import RAW_ASSETS
 from financial_assets_tests.conftest import TEST_PII_KEY as PII_KEY

@@ -15,12 +15,12 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from financial_assets.analytics.assets import star_schema
-from financial_assets.analytics.glue import GlueEngine
-from financial_assets.analytics.glue_package import package_zip, upload_if_changed
+from financial_assets.resources.glue import GlueEngine
+from financial_assets.resources.glue_package import package_zip, upload_if_changed
 from financial_assets.lakehouse.catalog import LakehouseCatalog, catalog_from_job_arguments, glue_job_arguments
-from financial_assets.quality.star_checks import STAR_CHECKS
+from financial_assets.quality.specs import STAR_CHECKS
 from financial_assets.raw import RAW_ASSETS
-from financial_assets.transform.star_schema import TABLES
+from financial_assets.lakehouse.tables import STAR_TABLES
 from financial_assets_tests.conftest import TEST_PII_KEY as PII_KEY
 from financial_assets_tests.conftest import forget_catalog, new_catalog, pipeline_resources
 from financial_assets_tests.glue_standin import GlueStandin
@@ -130,11 +130,11 @@ def test_materializing_with_glue_reports_each_table_with_the_rows_its_snapshot_h
     catalog, _ = raw_lakehouse
     metadata = materializations(result)
 
-    assert set(metadata) == set(TABLES)
+    assert set(metadata) == set(STAR_TABLES)
     assert metadata["dim_customers"]["dagster/row_count"].value == report.rows["customers"] + 1  # + unknown
     assert metadata["dim_accounts"]["dagster/row_count"].value == report.rows["accounts"] + 1
     assert metadata["fact_transactions"]["dagster/row_count"].value == report.rows["transactions"]
-    for table in TABLES:
+    for table in STAR_TABLES:
         assert metadata[table]["dagster/row_count"].value == len(rows_at(catalog, table, metadata[table])), table
         assert metadata[table]["AWS Glue Job Run ID"].value.startswith("jr_")  # it ran as a Glue job run
 
@@ -156,7 +156,7 @@ def test_glue_and_local_spark_build_identical_tables(glue_build, raw_lakehouse, 
     glue_tables, local_tables = materializations(glue_build[0]), materializations(local)
     assert check_outcomes(glue_build[0]) == check_outcomes(local)
 
-    for table in TABLES:
+    for table in STAR_TABLES:
         assert glue_tables[table]["snapshot_id"].value != local_tables[table]["snapshot_id"].value  # built apart
         assert rows_at(catalog, table, glue_tables[table]) == rows_at(catalog, table, local_tables[table]), table
 

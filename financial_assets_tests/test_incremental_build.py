@@ -15,12 +15,12 @@ import pytest
 from financial_assets.extract.contracts import ACCOUNTS, CUSTOMERS, TRANSACTION_EVENTS, TRANSACTIONS
 from financial_assets.lakehouse.catalog import TABLE_PROPERTIES
 from financial_assets.lakehouse.publication import publish
+from financial_assets.lakehouse.star_builds import build_and_record
+from financial_assets.lakehouse.tables import STAR_TABLES
 from financial_assets.quality.defects import DEFAULT_MAX_DEFECT_SHARE
-from financial_assets.quality.star_checks import QualityThresholds
+from financial_assets.quality.specs import QualityThresholds
 from financial_assets.transform import build
-from financial_assets.transform.build import build_star_schema_version
 from financial_assets.transform.pii import PiiPolicy
-from financial_assets.transform.star_schema import TABLES
 from financial_assets_tests.conftest import forget_catalog, fork_catalog, new_catalog
 
 POLICY = PiiPolicy(hmac_key=b"test-only-pii-key")
@@ -130,7 +130,7 @@ TOLERANT = QualityThresholds(max_defect_share=dict.fromkeys(DEFAULT_MAX_DEFECT_S
 
 
 def build_and_publish(spark, catalog, name: str, **options):
-    report = build_star_schema_version(spark, catalog, name, POLICY, TOLERANT, now=NOW, **options)
+    report = build_and_record(spark, catalog, name, POLICY, TOLERANT, now=NOW, **options)
     publish(catalog, name)
     return report
 
@@ -140,7 +140,7 @@ def branch_rows(spark, catalog, report) -> dict[str, list[tuple]]:
     return {
         table: sorted(tuple(r) for r in spark.read.format("iceberg").option("versionAsOf", report.snapshots[table])
                       .load(catalog.spark_table(catalog.analytics_table(table))).collect())
-        for table in TABLES
+        for table in STAR_TABLES
     }
 
 
@@ -180,8 +180,8 @@ def test_an_incremental_build_gives_the_tables_and_audit_of_a_full_build(spark, 
     raw.append("accounts", [account(12, 3)])
     raw.append("transactions", [transaction(102, 12, day=6), transaction(103, 404, day=6), transaction(999, 10)])
     raw.append("transaction_events", [event(4, 102), event(5, 102, device="web_browser"), event(6, 5000)])
-    incremental = build_star_schema_version(spark, catalog, "v2", POLICY, now=NOW)
-    full = build_star_schema_version(spark, catalog, "v3", POLICY, now=NOW, full_refresh=True)
+    incremental = build_and_record(spark, catalog, "v2", POLICY, now=NOW)
+    full = build_and_record(spark, catalog, "v3", POLICY, now=NOW, full_refresh=True)
 
     assert incremental.mode == "incremental"
     assert branch_rows(spark, catalog, incremental) == branch_rows(spark, catalog, full)
@@ -204,7 +204,7 @@ def test_an_event_that_waited_for_its_transaction_is_joined_to_the_new_fact(spar
 def test_a_bad_new_row_fails_the_incremental_audit(spark, after_v1):
     catalog, raw, _ = after_v1
     raw.append("transactions", [transaction(102, 10, amount="-1.00")])
-    report = build_star_schema_version(spark, catalog, "v2", POLICY, now=NOW)
+    report = build_and_record(spark, catalog, "v2", POLICY, now=NOW)
     [outcome] = [c for c in report.checks if c.name == "amounts_present_and_positive"]
 
     assert report.mode == "incremental"
@@ -273,7 +273,7 @@ def test_a_reloaded_raw_table_forces_a_full_build(spark, after_v1):
 
 def test_another_pii_key_forces_a_full_build(spark, after_v1):
     catalog, _, _ = after_v1
-    report = build_star_schema_version(spark, catalog, "v2", PiiPolicy(hmac_key=b"another-key"), now=NOW)
+    report = build_and_record(spark, catalog, "v2", PiiPolicy(hmac_key=b"another-key"), now=NOW)
 
     assert report.mode == "full"
     assert "PII policy changed" in report.mode_reason
@@ -322,7 +322,7 @@ def test_a_transaction_committed_late_below_the_published_mark_forces_a_full_bui
 def test_a_build_leaves_main_where_it_was_until_it_is_published(spark, after_v1):
     catalog, raw, first = after_v1
     raw.append("transactions", [transaction(102, 10)])
-    build_star_schema_version(spark, catalog, "v2", POLICY, now=NOW)
+    build_and_record(spark, catalog, "v2", POLICY, now=NOW)
     fact = catalog.load().load_table(catalog.analytics_table("fact_transactions"))
 
     assert fact.refs()["main"].snapshot_id == first.snapshots["fact_transactions"]

@@ -340,7 +340,7 @@ def test_lakehouse_bucket_keeps_versions_and_expires_noncurrent_ones(stack, temp
 
 
 def test_dagster_pipes_messages_expire_after_a_few_days(stack, template):
-    from financial_assets.analytics.glue import GlueEngine
+    from financial_assets.resources.glue import GlueEngine
 
     pipes_prefix = GlueEngine.model_fields["pipes_prefix"].default
     [rule] = lifecycle_rules(stack, prefix=pipes_prefix)
@@ -401,7 +401,7 @@ def spark_conf_pairs(value: str) -> dict[str, str]:
 
 
 def test_glue_job_runs_the_repository_script_on_glue_6(stack):
-    from financial_assets.analytics.glue_package import SCRIPT_PATH
+    from financial_assets.resources.glue_package import SCRIPT_PATH
 
     job = stack.properties("StarSchemaJob")
 
@@ -510,7 +510,7 @@ GLUE = f"arn:aws:glue:{REGION}:{ACCOUNT}"
 
 def built_tables() -> tuple[str, ...]:
     """The analytics tables the star-schema build writes: the star tables and the builds record."""
-    from financial_assets.lakehouse.publication import BUILDS, STAR_TABLES
+    from financial_assets.lakehouse.tables import BUILDS, STAR_TABLES
 
     return (*STAR_TABLES, BUILDS)
 
@@ -569,7 +569,7 @@ def test_glue_role_commits_only_to_the_tables_the_build_writes(stack, glue_role)
 
 
 def test_only_the_orchestrator_records_publications(stack, glue_role, orchestrator):
-    from financial_assets.lakehouse.publication import PUBLICATIONS
+    from financial_assets.lakehouse.tables import PUBLICATIONS
 
     table = f"{GLUE}:table/{stack.ref('GlueDatabase')}/{PUBLICATIONS}"
     metadata = stack.object_arn(f"{table_files(stack, 'analytics', PUBLICATIONS)}metadata/00002-a.metadata.json")
@@ -822,7 +822,7 @@ def test_deployment_environment_output_configures_the_aws_deployment(stack):
 
 
 def test_glue_role_can_read_what_the_deployment_environment_points_it_at(stack, glue_role):
-    from financial_assets.analytics.glue import GlueEngine
+    from financial_assets.resources.glue import GlueEngine
 
     environment = deployment_environment(stack)
     staging = environment["FIN_GLUE_STAGING_S3_URI"].removeprefix(f"s3://{stack.ref('LakehouseBucket')}/")

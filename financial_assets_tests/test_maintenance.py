@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 
 from financial_assets.lakehouse.catalog import TABLE_PROPERTIES
-from financial_assets.lakehouse.publication import latest_publication, publication_tag, publications, rollback
+from financial_assets.lakehouse.publication import latest_publication, publications, rollback
+from financial_assets.lakehouse.tables import publication_tag
 from financial_assets.maintenance.compaction import compact_fact_transactions, data_file_count
 from financial_assets.maintenance.lakehouse import expire_snapshots, reachable_files, tidy_refs
 from financial_assets.query.duckdb_views import local_path
@@ -275,7 +276,7 @@ def test_compaction_is_skipped_while_main_is_not_the_published_snapshot(lakehous
 def test_the_maintenance_asset_compacts_expires_and_reports_what_it_did(lakehouse_catalog, spark, tmp_path):
     from dagster import DagsterInstance, RunConfig, materialize
 
-    from financial_assets.analytics.engines import LocalSparkEngine
+    from financial_assets.resources.star_schema_engine import LocalSparkEngine
     from financial_assets.maintenance.assets import MaintenanceConfig, lakehouse_maintenance
     from financial_assets.query.catalogs import DuckDBFile
     from financial_assets.resources import LakehouseResource, ReaderCatalogResource, SparkResource
@@ -307,7 +308,7 @@ def test_the_maintenance_asset_compacts_expires_and_reports_what_it_did(lakehous
 def test_without_a_local_spark_engine_maintenance_skips_compaction_and_still_expires(lakehouse_catalog, tmp_path):
     from dagster import DagsterInstance, RunConfig, materialize
 
-    from financial_assets.analytics.glue import GlueEngine
+    from financial_assets.resources.glue import GlueEngine
     from financial_assets.maintenance.assets import MaintenanceConfig, lakehouse_maintenance
     from financial_assets.resources import LakehouseResource, ReaderCatalogResource
 

@@ -15,13 +15,13 @@ from dagster import DagsterInstance, materialize
 from financial_assets.analytics import ANALYTICS_ASSETS
 from financial_assets.lakehouse.publication import (
     PublicationError,
-    STAR_TABLES,
     builds,
     find_build,
     latest_publication,
     publish,
 )
-from financial_assets.query.duckdb_views import ANALYST_QUERY, connect
+from financial_assets.lakehouse.tables import ANALYST_QUERY, STAR_TABLES
+from financial_assets.query.duckdb_views import connect
 from financial_assets.raw import RAW_ASSETS
 from financial_assets.sample_data.config import SeedConfig
 from financial_assets.sample_data.seed import seed_sources

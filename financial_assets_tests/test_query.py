@@ -15,7 +15,8 @@ import pytest
 from financial_assets.lakehouse.publication import rollback
 from financial_assets.query.catalogs import DuckDBFile, LakehouseMismatchError, refresh_readers
 from financial_assets.query.cli import athena_sql
-from financial_assets.query.duckdb_views import ANALYST_QUERY, connect, local_path
+from financial_assets.lakehouse.tables import ANALYST_QUERY
+from financial_assets.query.duckdb_views import connect, local_path
 from financial_assets.resources.catalog import ReaderCatalogResource
 from financial_assets_tests.conftest import REPO_ROOT, forget_catalog, new_catalog
 from financial_assets_tests.star_builds import build, build_and_publish, cli_environment, totals

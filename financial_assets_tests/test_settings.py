@@ -159,3 +159,77 @@ def test_the_catalog_database_password_never_shows_in_its_description():
 
     assert "hunter2-not-real" not in repr(catalog)
     assert catalog.spark_conf()["spark.sql.catalog.financial_assets.jdbc.password"] == "hunter2-not-real"
+
+
+def test_the_settings_repr_never_shows_a_secret():
+    settings = Settings.from_env({
+        "FIN_POSTGRES_URL": "postgresql://app:pg-secret@db.internal/financial",
+        "FIN_PII_HMAC_KEY": "pii-secret", "FIN_SLACK_TOKEN": "xoxb-secret", "FIN_SLACK_CHANNEL": "#alerts",
+        "FIN_ALERT_WEBHOOK_URL": "https://hooks.example.org/T000/hook-secret",
+    })
+
+    assert not any(secret in repr(settings) for secret in ("pg-secret", "pii-secret", "xoxb-secret", "hook-secret"))
+
+
+def test_a_secret_set_in_the_environment_reaches_its_resource_as_an_envvar_naming_it():
+    from dagster import EnvVar
+
+    from financial_assets.resources import deployment_resources
+
+    resources = deployment_resources(Settings.from_env({
+        "FIN_POSTGRES_URL": "postgresql://app:pg-secret@db.internal/financial",
+        "FIN_PII_HMAC_KEY": "pii-secret", "FIN_SLACK_TOKEN": "xoxb-secret", "FIN_SLACK_CHANNEL": "#alerts",
+    }))
+
+    for value, variable in (
+        (resources["postgres"].url, "FIN_POSTGRES_URL"),
+        (resources["pii"].hmac_key, "FIN_PII_HMAC_KEY"),
+        (resources["alerts"].slack.token, "FIN_SLACK_TOKEN"),
+    ):
+        assert isinstance(value, EnvVar) and value.env_var_name == variable
+    assert resources["document_store"].url == "mongodb://127.0.0.1:27117/"  # a default is no secret
+    assert resources["alerts"].webhook_url is None
+
+
+def test_the_resources_take_every_value_from_the_settings(tmp_path):
+    from financial_assets.resources import deployment_resources
+
+    settings = Settings.from_env({
+        "FIN_MONGO_DATABASE": "events_db", "FIN_SPARK_MASTER": "spark://spark.internal:7077",
+        "FIN_ALERT_LOG": str(tmp_path / "alerts.jsonl"), "FIN_PII_CLEAR_TEXT": "true",
+    })
+
+    resources = deployment_resources(settings)
+
+    assert resources["document_store"].database == "events_db"
+    assert resources["star_schema_engine"].spark.master == "spark://spark.internal:7077"
+    assert resources["alerts"].alert_log_path == str(tmp_path / "alerts.jsonl")
+    assert resources["pii"].clear_text is True
+
+
+def test_no_module_but_settings_reads_a_fin_variable():
+    import ast
+
+    from financial_assets_tests.conftest import REPO_ROOT
+
+    readers = []
+    for path in sorted((REPO_ROOT / "financial_assets").rglob("*.py")):
+        if path.name == "settings.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            arguments = node.args if isinstance(node, ast.Call) else [node.slice] if isinstance(node, ast.Subscript) else []
+            if any(isinstance(a, ast.Constant) and str(a.value).startswith("FIN_") for a in arguments):
+                readers.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}")
+
+    assert readers == []
+
+
+def test_the_services_script_starts_the_servers_where_the_settings_look_for_them():
+    from financial_assets.settings import DEFAULT_MONGO_PORT, DEFAULT_POSTGRES_PORT
+    from financial_assets_tests.conftest import REPO_ROOT
+
+    script = (REPO_ROOT / "scripts" / "services.sh").read_text()
+
+    assert f"port_setting FIN_POSTGRES_PORT {DEFAULT_POSTGRES_PORT})" in script
+    assert f"port_setting FIN_MONGO_PORT {DEFAULT_MONGO_PORT})" in script
+    assert '${CACHE_DIR:-$REPO_ROOT/.cache}' in script

@@ -180,7 +180,8 @@ def audit(spark):
     """run_star_checks on the clean module schema with one table replaced, by check name."""
     from datetime import datetime as dt
 
-    from financial_assets.quality.star_checks import QualityThresholds, run_star_checks
+    from financial_assets.quality.specs import QualityThresholds
+    from financial_assets.quality.star_checks import run_star_checks
     from financial_assets.transform.star_schema import StarSchema
 
     customers = spark.createDataFrame(
@@ -256,7 +257,7 @@ def test_too_few_facts_with_an_event_fail_event_match_rate(audit, spark):
 
 
 def test_an_old_newest_transaction_fails_fresh_transactions(audit):
-    from financial_assets.quality.star_checks import QualityThresholds
+    from financial_assets.quality.specs import QualityThresholds
 
     _, _, outcomes = audit
     outcome = outcomes(QualityThresholds(max_transaction_age_hours=1))[("fact_transactions", "fresh_transactions")]
@@ -317,7 +318,7 @@ def test_a_defect_above_its_share_of_the_new_rows_fails_its_check_as_a_blocking_
 
 
 def test_a_defect_within_its_share_fails_its_check_as_a_warning_that_says_what_to_do(audit):
-    from financial_assets.quality.star_checks import QualityThresholds
+    from financial_assets.quality.specs import QualityThresholds
 
     clean, _, outcomes = audit
     lenient = QualityThresholds(max_defect_share={"amounts_present_and_positive": 1.0})
@@ -335,7 +336,7 @@ def test_a_defect_within_its_share_fails_its_check_as_a_warning_that_says_what_t
 
 
 def test_a_threshold_for_a_check_that_does_not_exist_is_refused():
-    from financial_assets.quality.star_checks import QualityThresholds
+    from financial_assets.quality.specs import QualityThresholds
 
     with pytest.raises(ValueError, match="no defect check named amounts"):
         QualityThresholds(max_defect_share={"amounts": 0.1})

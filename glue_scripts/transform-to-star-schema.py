@@ -1,7 +1,7 @@
 """AWS Glue entry point: build one version of the star schema, report it to Dagster via Pipes.
 
-A thin shell: the transform is `financial_assets.transform.build.build_star_schema_version`,
-shipped to the job as a zip through ``--extra-py-files`` (see `financial_assets.analytics.glue`).
+A thin shell: the build is `financial_assets.lakehouse.star_builds.build_and_record`, as on the
+local engine, shipped to the job as a zip through ``--extra-py-files`` (see `financial_assets.resources.glue`).
 It writes Apache Iceberg tables in the lakehouse's catalog: on AWS the Glue Data Catalog, whose
 Iceberg tables Athena reads; the Spark settings the build depends on are set by the build itself
 (`configure_session`), the same on Glue as on a laptop.
@@ -45,11 +45,11 @@ from dagster_pipes import (
 )
 
 from financial_assets.lakehouse.catalog import catalog_from_job_arguments
-from financial_assets.quality.star_checks import QualityThresholds
-from financial_assets.transform.build import build_star_schema_version
+from financial_assets.lakehouse.star_builds import build_and_record
+from financial_assets.lakehouse.tables import STAR_TABLES
+from financial_assets.quality.specs import QualityThresholds
 from financial_assets.transform.pii import PiiPolicy
 from financial_assets.transform.session import spark_session
-from financial_assets.transform.star_schema import TABLES
 
 PII_KEY_ENV = "FIN_PII_HMAC_KEY"
 MESSAGE_INTERVAL_S = 5  # seconds between uploads of buffered Pipes messages
@@ -111,11 +111,11 @@ def main(argv: list[str]) -> None:
             QualityThresholds.from_json(arguments.quality_thresholds)
             if arguments.quality_thresholds else QualityThresholds()
         )
-        report = build_star_schema_version(
+        report = build_and_record(
             spark, catalog, arguments.version, policy, thresholds, full_refresh=arguments.full_refresh == "true"
         )
         pipes.log.info(f"{report.mode} build: {report.mode_reason}; {report.new_fact_rows:,} new fact rows")
-        for table in TABLES:
+        for table in STAR_TABLES:
             pipes.log.info(f"{table}: {report.row_counts[table]:,} rows")
             pipes.report_asset_materialization(asset_key=table, metadata=report.table_metadata(table))
         for check in report.checks:

@@ -6,8 +6,7 @@ import os
 from pathlib import Path
 
 from financial_assets.alerts.alert import Alert
-
-DEFAULT_ALERT_LOG = "var/alerts/alerts.jsonl"
+from financial_assets.settings import DEFAULT_ALERT_LOG
 
 
 class AlertLogChannel:

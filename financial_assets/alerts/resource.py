@@ -11,9 +11,10 @@ from dagster_slack import SlackResource
 from pydantic import Field
 
 from financial_assets.alerts.alert import ERROR, Alert
-from financial_assets.alerts.alert_log import DEFAULT_ALERT_LOG, AlertLogChannel
+from financial_assets.alerts.alert_log import AlertLogChannel
 from financial_assets.alerts.slack import SlackChannel
 from financial_assets.alerts.webhook import WebhookChannel, redact_webhook_url
+from financial_assets.settings import DEFAULT_ALERT_LOG
 
 _MAX_ERROR_CHARS = 500
 

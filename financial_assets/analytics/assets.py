@@ -16,14 +16,15 @@ from dagster import (
 )
 from pydantic import Field
 
-from financial_assets.analytics.engines import StarSchemaEngine
 from financial_assets.automation.policies import LAKEHOUSE_WRITERS, daily_after_upstream
 from financial_assets.code_versions import STAR_SCHEMA_CODE_VERSION
+from financial_assets.lakehouse.tables import new_version
 from financial_assets.ownership import ANALYTICS, OWNERS, asset_tags
-from financial_assets.quality.star_checks import DEFAULT_MAX_DEFECT_SHARE, STAR_CHECKS, QualityThresholds
+from financial_assets.quality.defects import DEFAULT_MAX_DEFECT_SHARE
+from financial_assets.quality.specs import STAR_CHECKS, QualityThresholds
 from financial_assets.resources.lakehouse import LakehouseResource
 from financial_assets.resources.pii import PiiPolicyResource
-from financial_assets.transform.build import new_version
+from financial_assets.resources.star_schema_engine import StarSchemaEngine
 
 KINDS = {"spark", "iceberg"}
 # The asset whose output value is the build's version: what `published_star_schema` publishes.

@@ -11,16 +11,16 @@ from dagster import AssetExecutionContext, AssetIn, MaterializeResult, MetadataV
 from financial_assets.analytics.assets import VERSION_CARRIER
 from financial_assets.automation.policies import LAKEHOUSE_WRITERS, PUBLISHED_FRESHNESS, daily_after_upstream
 from financial_assets.lakehouse.publication import latest_publication, publish
+from financial_assets.lakehouse.tables import STAR_TABLES
 from financial_assets.ownership import ANALYTICS, OWNERS, asset_tags
 from financial_assets.resources.catalog import ReaderCatalogResource
 from financial_assets.resources.lakehouse import LakehouseResource
-from financial_assets.transform.star_schema import TABLES
 
 
 @asset(
     group_name="analytics",
     ins={"version": AssetIn(VERSION_CARRIER)},
-    deps=[table for table in TABLES if table != VERSION_CARRIER.to_user_string()],
+    deps=[table for table in STAR_TABLES if table != VERSION_CARRIER.to_user_string()],
     kinds={"iceberg"},
     owners=OWNERS,
     tags=asset_tags(ANALYTICS, "transactions", pii=True),  # dim_customers holds names in clear

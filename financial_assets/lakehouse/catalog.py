@@ -28,6 +28,8 @@ ICEBERG_AWS_BUNDLE = f"org.apache.iceberg:iceberg-aws-bundle:{ICEBERG_VERSION}"
 POSTGRES_JDBC = "org.postgresql:postgresql:42.7.8"
 ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
 
+DEFAULT_CATALOG_NAME = "financial_assets"  # FIN_CATALOG_NAME
+
 # Athena reads format version 2 only: every table is created with it, and never upgraded.
 TABLE_PROPERTIES = {
     "format-version": "2",
@@ -47,7 +49,7 @@ class LakehouseCatalog:
 
     warehouse: str  # file:///absolute/path or s3://bucket/prefix
     sql_url: str | None = None  # postgresql://user[:password]@host[:port]/database; None: AWS Glue
-    name: str = "financial_assets"
+    name: str = DEFAULT_CATALOG_NAME
     raw_namespace: str = "raw"
     analytics_namespace: str = "analytics"
     s3_endpoint_url: str | None = None  # MinIO, moto: an S3 other than AWS's

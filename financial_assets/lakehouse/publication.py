@@ -26,25 +26,14 @@ from datetime import datetime, timezone
 import pyarrow as pa
 
 from financial_assets.lakehouse.catalog import TABLE_PROPERTIES, LakehouseCatalog
+from financial_assets.lakehouse.tables import BUILDS, PUBLICATIONS, publication_tag
 
-STAR_TABLES = ("dim_customers", "dim_accounts", "dim_dates", "fact_transactions")
-BUILDS = "star_schema_builds"
-PUBLICATIONS = "star_schema_publications"
 DEFAULT_KEEP = 5
 PUBLISH, ROLLBACK, COMPACTION = "publish", "rollback", "compaction"
 
 
 class PublicationError(RuntimeError):
     """A build cannot be published: it is unknown, incomplete or failed a blocking check."""
-
-
-def audit_branch(version: str) -> str:
-    """The branch a build writes: a valid Spark identifier part (``table.branch_<name>``)."""
-    return f"audit_{version}"
-
-
-def publication_tag(version: str) -> str:
-    return f"published_{version}"
 
 
 # What a build appends to `star_schema_builds` (`record_build`).

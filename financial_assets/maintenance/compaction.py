@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 
 from financial_assets.lakehouse.catalog import LakehouseCatalog
 from financial_assets.lakehouse import publication as wap
+from financial_assets.lakehouse.tables import publication_tag
 
 FACT_TABLE = "fact_transactions"
 
@@ -90,7 +91,7 @@ def compact_fact_transactions(
     )
     wap.record_publication(catalog, publication)  # the commit point, as for a publish
     with table.manage_snapshots() as manage:  # the rollback window's tag follows the version's latest publication
-        manage.create_tag(snapshot_id=compacted, tag_name=wap.publication_tag(current.version))
+        manage.create_tag(snapshot_id=compacted, tag_name=publication_tag(current.version))
     after = data_file_count(catalog, FACT_TABLE, compacted)
     log(f"{identifier}: {before} -> {after} data files, published as snapshot {compacted} of version {current.version}")
     return Compaction(before, after, publication)

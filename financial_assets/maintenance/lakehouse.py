@@ -28,15 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from financial_assets.lakehouse.catalog import LakehouseCatalog
-from financial_assets.lakehouse.publication import (
-    DEFAULT_KEEP,
-    STAR_TABLES,
-    Publication,
-    audit_branch,
-    kept_versions,
-    publication_tag,
-    publications,
-)
+from financial_assets.lakehouse.publication import DEFAULT_KEEP, Publication, kept_versions, publications
+from financial_assets.lakehouse.tables import STAR_TABLES, audit_branch, publication_tag
 
 DEFAULT_RETENTION = timedelta(days=7)
 DEFAULT_BRANCH_GRACE = timedelta(hours=24)

@@ -69,7 +69,8 @@ def print_table(columns: list[str], rows: list[tuple], limit: int, out=None) -> 
 
 def run(args: argparse.Namespace) -> int:
     from financial_assets.lakehouse.catalog import CatalogUnavailableError
-    from financial_assets.query.duckdb_views import ANALYST_QUERY, ReaderError
+    from financial_assets.lakehouse.tables import ANALYST_QUERY
+    from financial_assets.query.duckdb_views import ReaderError
     from financial_assets.settings import Settings
 
     settings = Settings.from_env()
@@ -162,7 +163,7 @@ def _athena(settings, sql: str, as_of: str | None = None):
 def athena_sql(sql: str, database: str, snapshots: dict[str, int] | None = None) -> str:
     """Athena resolves unqualified names in the workgroup's default database: qualify the star
     tables with ours, and pin each to its snapshot (Iceberg time travel) when ``snapshots`` is given."""
-    from financial_assets.lakehouse.publication import STAR_TABLES
+    from financial_assets.lakehouse.tables import STAR_TABLES
 
     for table in STAR_TABLES:
         replacement = f'"{database}"."{table}"'

@@ -16,14 +16,8 @@ from collections.abc import Mapping
 import duckdb
 
 from financial_assets.lakehouse.catalog import LakehouseCatalog
-from financial_assets.lakehouse.publication import STAR_TABLES, Publication
-
-ANALYST_QUERY = """\
-SELECT c.name, c.email, SUM(f.amount) AS total_transaction_amount
-FROM fact_transactions AS f
-JOIN dim_customers AS c ON f.customer_key = c.customer_key
-GROUP BY c.name, c.email
-ORDER BY total_transaction_amount DESC"""
+from financial_assets.lakehouse.publication import Publication
+from financial_assets.lakehouse.tables import STAR_TABLES
 
 
 class ReaderError(LookupError):

@@ -1,15 +1,11 @@
-"""The resources each deployment runs with, chosen in one place."""
+"""The resources each deployment runs with, built in one place from the validated settings."""
 
 from __future__ import annotations
 
-import os
-
 from dagster import EnvVar
+from dagster_slack import SlackResource
 
-from dagster_aws.athena import AthenaClientResource
-
-from financial_assets.alerts import alerts_resource
-
+from financial_assets.alerts import AlertsResource
 from financial_assets.lakehouse.catalog import LakehouseCatalog
 from financial_assets.resources.catalog import ReaderCatalogResource
 from financial_assets.resources.document_store import DocumentStoreResource
@@ -17,12 +13,15 @@ from financial_assets.resources.lakehouse import LakehouseResource
 from financial_assets.resources.pii import PiiPolicyResource
 from financial_assets.resources.postgres import PostgresResource
 from financial_assets.resources.spark import SparkResource
-from financial_assets.settings import Settings
+from financial_assets.settings import DEFAULT_SPARK_MASTER, Settings
 
 
-def _from_env(name: str, default: str | None):
-    # An EnvVar keeps a secret out of the UI's config view; the default applies only when unset.
-    return EnvVar(name) if os.environ.get(name, "").strip() else default
+def _secret(settings: Settings, name: str):
+    """A secret setting as resource configuration: when the environment set it, an EnvVar naming
+    its variable (the UI's config view shows the name; Dagster reads the value the settings
+    validated, from the same environment, when the resource starts); otherwise its default."""
+    variable = settings.secret_variable(name)
+    return EnvVar(variable) if variable else getattr(settings, name)
 
 
 def deployment_resources(settings: Settings) -> dict:
@@ -32,25 +31,34 @@ def deployment_resources(settings: Settings) -> dict:
     aws = settings.deployment == "aws"
     resources = {
         "postgres": PostgresResource(
-            url=None if aws else _from_env("FIN_POSTGRES_URL", settings.postgres_url),
+            url=None if aws else _secret(settings, "postgres_url"),
             secret_id=settings.sources_secret_id if aws else None,
         ),
         "document_store": DocumentStoreResource(
-            url=None if aws else _from_env("FIN_MONGO_URL", settings.mongo_url),
+            url=None if aws else _secret(settings, "mongo_url"),
             secret_id=settings.sources_secret_id if aws else None,
             database=settings.mongo_database,
         ),
         "lakehouse": LakehouseResource.for_catalog(settings.catalog()),
         "pii": PiiPolicyResource(
-            hmac_key=_from_env("FIN_PII_HMAC_KEY", None),
-            local_key_file=None if aws else settings.local_pii_key_file,
+            hmac_key=_secret(settings, "pii_hmac_key"),
+            local_key_file=settings.local_pii_key_file,
             clear_text=settings.pii_clear_text,
         ),
         "star_schema_engine": _star_schema_engine(settings),
         "reader_catalog": ReaderCatalogResource(duckdb_path=settings.duckdb_path),
-        "alerts": alerts_resource(settings.alert_log_path, settings.slack_channel),
+        # Slack only with both its token and its channel (the settings refuse one without the other).
+        "alerts": AlertsResource(
+            alert_log_path=settings.alert_log_path,
+            webhook_url=_secret(settings, "alert_webhook_url"),
+            slack=SlackResource(token=_secret(settings, "slack_token")) if settings.slack_token else None,
+            slack_channel=settings.slack_channel,
+        ),
     }
     if aws:
+        # Imported only here: dagster_aws takes seconds to load, and only the AWS deployment uses Athena.
+        from dagster_aws.athena import AthenaClientResource
+
         resources["athena"] = AthenaClientResource(workgroup=settings.athena_workgroup)
     return resources
 
@@ -62,13 +70,13 @@ def local_pipeline_resources(
     postgres_url: str | None = None,
     mongo_url: str | None = None,
     mongo_database: str | None = None,
-    spark_master: str = "local[*]",
+    spark_master: str = DEFAULT_SPARK_MASTER,
     star_schema_engine=None,
 ) -> dict:
     """Resources for running the pipeline in this process against given sources, without
     reading FIN_* settings: what the tests and the benchmarks use. ``catalog`` holds every table. The sources are included
     only when their URLs are given (the analytics assets do not need them)."""
-    from financial_assets.analytics.engines import LocalSparkEngine
+    from financial_assets.resources.star_schema_engine import LocalSparkEngine
 
     resources = {
         "lakehouse": LakehouseResource.for_catalog(catalog),
@@ -86,7 +94,7 @@ def local_pipeline_resources(
 def _star_schema_engine(settings: Settings):
     """Local Spark unless FIN_STAR_SCHEMA_ENGINE=glue: the same transform either way."""
     if settings.star_schema_engine == "glue":
-        from financial_assets.analytics.glue import GlueEngine
+        from financial_assets.resources.glue import GlueEngine
 
         return GlueEngine(
             job_name=settings.glue_job_name,
@@ -96,7 +104,7 @@ def _star_schema_engine(settings: Settings):
             region=settings.aws_region,
             endpoint_url=settings.s3_endpoint_url,
         )
-    from financial_assets.analytics.engines import LocalSparkEngine
+    from financial_assets.resources.star_schema_engine import LocalSparkEngine
 
     return LocalSparkEngine(spark=SparkResource(master=settings.spark_master, remote=settings.spark_remote))
 

@@ -6,7 +6,7 @@ import pymongo.database
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from financial_assets.settings import redact_url
+from financial_assets.settings import DEFAULT_MONGO_DATABASE, redact_url
 from financial_assets.sources import connect_document_store
 from financial_assets.sources.secrets import source_url_from_secret
 
@@ -22,7 +22,7 @@ class DocumentStoreResource(ConfigurableResource):
     secret_id: str | None = Field(
         default=None, description="Secrets Manager secret with `mongo_url` (AWS deployments)."
     )
-    database: str = Field(default="financialdb", description="Database holding transaction_events.")
+    database: str = Field(default=DEFAULT_MONGO_DATABASE, description="Database holding transaction_events.")
     timeout_s: float = Field(default=10.0, description="Seconds to wait for the server.")
 
     def resolved_url(self) -> str:

@@ -5,8 +5,7 @@ from dataclasses import asdict, fields
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from financial_assets.lakehouse.catalog import LakehouseCatalog
-from financial_assets.settings import DEFAULT_CATALOG_NAME
+from financial_assets.lakehouse.catalog import DEFAULT_CATALOG_NAME, LakehouseCatalog
 
 
 class LakehouseResource(ConfigurableResource):

@@ -7,7 +7,7 @@ from pathlib import Path
 from dagster import ConfigurableResource, get_dagster_logger
 from pydantic import Field
 
-from financial_assets.transform.pii import PiiPolicy
+from financial_assets.transform.pii_policy import PiiPolicy
 
 
 class PiiPolicyResource(ConfigurableResource):

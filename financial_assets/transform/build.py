@@ -1,13 +1,15 @@
 """One build of the star schema: read the raw zone, transform, write an audit branch, audit it.
 
-What both engines run: the local Spark resource calls :func:`build_star_schema_version` in
-process, the AWS Glue job calls it inside Glue and reports the result through Dagster Pipes.
+What both engines run, through `financial_assets.lakehouse.star_builds`: the local engine in the
+Dagster process, the AWS Glue job inside Glue (reporting the result through Dagster Pipes).
 No Dagster import here.
 
 Every table is an Apache Iceberg table. A build pins the raw tables' current snapshots, writes the
 four star-schema tables on a branch of their own, ``audit_<version>`` (``main``, which readers
-see, does not move), audits exactly what the branches hold, and appends its record to the
-``star_schema_builds`` table (see `financial_assets.lakehouse.publication`, which publishes it).
+see, does not move), audits exactly what the branches hold, and returns its report with the
+record a later build starts from. It reads no publication state itself: the caller
+(`financial_assets.lakehouse.star_builds`) passes in the published build it may extend and
+appends the report to ``star_schema_builds``.
 
 A build is *incremental* when it can be: when the published build was made by the same code and
 PII policy, the raw transactions and events have only been appended to since the snapshots it
@@ -24,7 +26,6 @@ or ``full_refresh``.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
@@ -35,19 +36,13 @@ from pyspark.sql import types as T
 from financial_assets.code_versions import STAR_SCHEMA_DIGEST
 from financial_assets.lakehouse.catalog import TABLE_PROPERTIES as CATALOG_TABLE_PROPERTIES
 from financial_assets.lakehouse.catalog import LakehouseCatalog
-from financial_assets.lakehouse.publication import audit_branch, find_build, latest_publication, record_build
-from financial_assets.quality.star_checks import (
-    CheckOutcome,
-    FactAudit,
-    QualityThresholds,
-    audit_facts,
-    audit_outcomes,
-)
+from financial_assets.lakehouse.tables import RAW_TABLES, STAR_TABLES, audit_branch
+from financial_assets.quality.specs import CheckOutcome, QualityThresholds
+from financial_assets.quality.star_checks import FactAudit, audit_facts, audit_outcomes
 from financial_assets.transform.pii import PiiPolicy
 from financial_assets.transform.session import configure_session
 from financial_assets.transform.star_schema import (
     STATISTICS,
-    TABLES,
     RawTables,
     StarSchema,
     build_dimensions,
@@ -55,7 +50,6 @@ from financial_assets.transform.star_schema import (
     event_statistics,
 )
 
-RAW_TABLES = ("customers", "accounts", "transactions", "transaction_events")
 # Raw tables whose loads append past a cursor; customers and accounts are reloaded whole each
 # time (snapshots), so an incremental build compares what they became instead.
 APPEND_ONLY = ("transactions", "transaction_events")
@@ -91,6 +85,7 @@ class BuildReport:
     mode: str = FULL
     mode_reason: str = ""
     new_fact_rows: int = 0
+    record: dict = field(default_factory=dict)  # what a build on top of this one starts from
 
     def table_metadata(self, table: str) -> dict:
         """Plain values (JSON-safe, so Dagster Pipes can carry them from Glue)."""
@@ -105,11 +100,6 @@ class BuildReport:
             metadata.update(self.statistics)
             metadata.update(build_mode=self.mode, build_mode_reason=self.mode_reason, new_fact_rows=self.new_fact_rows)
         return metadata
-
-
-def new_version(run_id: str, now: datetime | None = None) -> str:
-    """Sortable by time, unique per run, a valid branch-name part: 20261129_053000_<run id prefix>."""
-    return f"{now or datetime.now(timezone.utc):%Y%m%d_%H%M%S}_{run_id[:8].lower()}"
 
 
 # Taken at import: the code this process runs, whatever happens to the files afterwards. A change
@@ -197,6 +187,16 @@ def read_raw_zone(lakehouse: _Lakehouse) -> RawZone:
 
 
 @dataclass(frozen=True)
+class PublishedBuild:
+    """The build readers see now, as a new build may extend it: its version, the star tables'
+    published snapshots, and the record it left (empty when it left none)."""
+
+    version: str
+    snapshots: dict[str, int]
+    record: dict
+
+
+@dataclass(frozen=True)
 class BuildPlan:
     mode: str
     reason: str
@@ -211,18 +211,16 @@ class BuildPlan:
 
 
 def plan_build(
-    lakehouse: _Lakehouse, raw: RawZone, fingerprint: str, full_refresh: bool, dimensions: dict[str, DataFrame]
+    lakehouse: _Lakehouse, raw: RawZone, fingerprint: str, full_refresh: bool, dimensions: dict[str, DataFrame],
+    published: PublishedBuild | None,
 ) -> BuildPlan:
     """Incremental on top of the published build when that is sure to give the same tables as
     a full build; otherwise full, with the reason."""
     if full_refresh:
         return BuildPlan.full("full refresh requested")
-    publication = latest_publication(lakehouse.catalog)
-    if publication is None:
+    if published is None:
         return BuildPlan.full("no version has been published yet")
-    base_version = publication.version
-    published_build = find_build(lakehouse.catalog, base_version)
-    record = published_build.record if published_build else {}
+    base_version, record = published.version, published.record
     if not record:
         return BuildPlan.full(f"published version {base_version} has no record to build on")
     if record["fingerprint"] != fingerprint:
@@ -232,7 +230,7 @@ def plan_build(
         if operations is None or any(operation != "append" for operation in operations):
             return BuildPlan.full(f"raw {name} was reloaded or rewritten since version {base_version}")
     plan = BuildPlan(INCREMENTAL, f"new rows on top of version {base_version}", base_version,
-                     publication.snapshots, record)
+                     published.snapshots, record)
     why, newest = _why_not_incremental(lakehouse, raw, plan, dimensions)
     if why:
         return BuildPlan.full(f"{why} (since version {base_version})")
@@ -377,20 +375,21 @@ def build_star_schema_version(
     policy: PiiPolicy,
     thresholds: QualityThresholds | None = None,
     *,
+    published: PublishedBuild | None = None,
     full_refresh: bool = False,
     now: datetime | None = None,
 ) -> BuildReport:
-    """Write the star schema on the branch ``audit_<version>`` of each table (incrementally when
-    it can), audit what the branches hold, and record the build in ``star_schema_builds``."""
+    """Write the star schema on the branch ``audit_<version>`` of each table (incrementally on top
+    of ``published``, the build readers see, when it can), and audit what the branches hold."""
     configure_session(spark, catalog)
     now = now or datetime.now(timezone.utc)
     lakehouse = _Lakehouse(spark, catalog)
     raw = read_raw_zone(lakehouse)
     fingerprint = transform_fingerprint(policy)
     dimensions = build_dimensions(raw.tables, policy)
-    plan = plan_build(lakehouse, raw, fingerprint, full_refresh, dimensions)
+    plan = plan_build(lakehouse, raw, fingerprint, full_refresh, dimensions, published)
     branch = audit_branch(version)
-    published = plan.base_snapshots or {}
+    base_snapshots = plan.base_snapshots or {}
     incremental = plan.mode == INCREMENTAL
 
     new_transactions = _new_rows(lakehouse, raw, plan, "transactions") if incremental else raw.tables.transactions
@@ -407,18 +406,18 @@ def build_star_schema_version(
         _ensure_table(lakehouse, table, _columns(frame.schema), FACT_PARTITIONING if is_fact else None)
         if is_fact:
             _ensure_fact_write_order(lakehouse, table)
-        _create_branch(lakehouse, table, branch, published.get(name))
+        _create_branch(lakehouse, table, branch, base_snapshots.get(name))
         writer = _writer(frame, lakehouse.star(name, branch), sorted_by_table=is_fact)
         if is_fact and incremental:
             writer.append()
         else:
             writer.overwrite(F.lit(True))  # one commit replaces all
 
-    snapshots = {name: lakehouse.ref(lakehouse.star(name), branch) for name in TABLES}
+    snapshots = {name: lakehouse.ref(lakehouse.star(name), branch) for name in STAR_TABLES}
     # The audit reads what the branches hold, not the plan that wrote them.
-    written = StarSchema(**{name: lakehouse.at(lakehouse.star(name), snapshots[name]) for name in TABLES})
+    written = StarSchema(**{name: lakehouse.at(lakehouse.star(name), snapshots[name]) for name in STAR_TABLES})
     if incremental:
-        new_rows = lakehouse.appended(lakehouse.star("fact_transactions"), published["fact_transactions"],
+        new_rows = lakehouse.appended(lakehouse.star("fact_transactions"), base_snapshots["fact_transactions"],
                                       snapshots["fact_transactions"])
         new_audit = audit_facts(new_rows, written, new_transactions, now)
         fact_audit = FactAudit.from_dict(plan.base["fact_audit"]) + new_audit
@@ -435,36 +434,16 @@ def build_star_schema_version(
     settled = {name: base_settled[name] + new_statistics[f"settled_{name}"] for name in STATISTICS}
     statistics["unknown_account_rows"] = fact_audit.unknown_members.get("account_key", 0)
     checks = audit_outcomes(written, fact_audit, statistics, thresholds or QualityThresholds(), now, new_audit)
-    row_counts = {name: lakehouse.total_records(lakehouse.star(name), snapshots[name]) for name in TABLES}
-    report = BuildReport(
-        version=version, branch=branch, tables={name: catalog.analytics_table(name) for name in TABLES},
+    row_counts = {name: lakehouse.total_records(lakehouse.star(name), snapshots[name]) for name in STAR_TABLES}
+    return BuildReport(
+        version=version, branch=branch, tables={name: catalog.analytics_table(name) for name in STAR_TABLES},
         snapshots=snapshots, row_counts=row_counts, statistics=statistics, checks=checks, mode=plan.mode,
         mode_reason=plan.reason, new_fact_rows=new_audit.rows,
+        record={
+            "fingerprint": fingerprint,
+            "raw_snapshots": raw.snapshots,
+            "fact_audit": fact_audit.to_dict(),
+            "settled_statistics": settled,
+            "settled_through": settled_through,
+        },
     )
-    # Built now, whatever instant the audit judged freshness against.
-    _record_build(catalog, report, datetime.now(timezone.utc), {
-        "fingerprint": fingerprint,
-        "raw_snapshots": raw.snapshots,
-        "fact_audit": fact_audit.to_dict(),
-        "settled_statistics": settled,
-        "settled_through": settled_through,
-    })
-    return report
-
-
-def _record_build(catalog: LakehouseCatalog, report: BuildReport, built_at: datetime, record: dict) -> None:
-    """One row in ``star_schema_builds``: the audit's verdict and what a later build starts from.
-    Written by PyIceberg: one row does not need a Spark job."""
-    record_build(catalog, {
-        "version": report.version,
-        "built_at": built_at,
-        "mode": report.mode,
-        "mode_reason": report.mode_reason,
-        "branch": report.branch,
-        "snapshots": list(report.snapshots.items()),
-        "row_counts": list(report.row_counts.items()),
-        "checks": json.dumps([
-            {"asset": c.asset, "name": c.name, "passed": c.passed, "severity": c.severity} for c in report.checks
-        ]),
-        "record": json.dumps(record),
-    })

@@ -5,41 +5,20 @@
   recomputed without the key.
 - phone: digits only, all but the last two replaced by `*`.
 - address: reduced to city and region (US state); the street line is dropped.
-Clear values reach the analytics zone only if the operator opts in (``PiiPolicy.clear_text``).
+Clear values reach the analytics zone only if the operator opts in (``PiiPolicy.clear_text``,
+`financial_assets.transform.pii_policy`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
-from dataclasses import dataclass
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from financial_assets.transform.pii_policy import PiiPolicy
+
 _BLOCK = 64  # SHA-256's block size in bytes, as HMAC (RFC 2104) needs it
-
-
-@dataclass(frozen=True)
-class PiiPolicy:
-    hmac_key: bytes | None = None
-    clear_text: bool = False
-
-    def __post_init__(self):
-        if not self.clear_text and not self.hmac_key:
-            raise ValueError(
-                "pseudonymising emails needs an HMAC key (FIN_PII_HMAC_KEY), "
-                "or an explicit opt-in to clear text"
-            )
-
-    def fingerprint(self) -> str:
-        """Tells two policies apart without revealing the key: an HMAC of a fixed message."""
-        if self.clear_text:
-            return "clear-text"
-        return hmac.new(self.hmac_key, b"financial_assets pii policy fingerprint", hashlib.sha256).hexdigest()[:16]
-
-    def __repr__(self) -> str:  # never print the key
-        return f"PiiPolicy(clear_text={self.clear_text}, hmac_key={'set' if self.hmac_key else 'unset'})"
 
 
 def normalise_email(email: Column) -> Column:

@@ -11,9 +11,8 @@ import hashlib
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-from pyspark.sql import SparkSession
 
 from financial_assets.lakehouse.catalog import (
     ICEBERG_AWS_BUNDLE,
@@ -22,6 +21,10 @@ from financial_assets.lakehouse.catalog import (
     POSTGRES_JDBC,
     LakehouseCatalog,
 )
+from financial_assets.settings import DEFAULT_SPARK_MASTER, cache_dir
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 # What the transform's results depend on, identical locally and in Glue (`configure_session`):
 # ANSI SQL (a bad cast, an overflow or a division by zero fails the build instead of writing
@@ -44,13 +47,11 @@ LOCAL_DEFAULTS = {
 # JVM artifacts from Maven Central, resolved by Spark's Ivy into a folder this project owns
 # (never ~/.m2, whose partial entries break resolution): the first session downloads, later reuse.
 JVM_PACKAGES = (ICEBERG_SPARK_RUNTIME, ICEBERG_AWS_BUNDLE, POSTGRES_JDBC)
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def ivy_cache_dir() -> str:
-    """``$FIN_CACHE_DIR/ivy`` (default ``.cache/ivy`` in the repository)."""
-    cache = os.environ.get("FIN_CACHE_DIR", "").strip() or str(_REPO_ROOT / ".cache")
-    return str(Path(cache).expanduser().resolve() / "ivy")
+    """``$FIN_CACHE_DIR/ivy`` (`financial_assets.settings.cache_dir`)."""
+    return str(Path(cache_dir()) / "ivy")
 
 
 def _resolved_jars_file() -> Path:
@@ -104,12 +105,16 @@ def configure_session(spark: SparkSession, catalog: LakehouseCatalog) -> None:
         spark.conf.set(key, value)
 
 
-def spark_session(master: str = "local[*]", remote: str | None = None,
+def spark_session(master: str = DEFAULT_SPARK_MASTER, remote: str | None = None,
                   config: dict[str, str] | None = None, app_name: str = "financial_assets") -> SparkSession:
     """The active session, or a new one: local, a cluster (``master``) or Spark Connect (``remote``).
 
     Only the first call in a process decides the settings; later calls share that session.
+    PySpark is imported here, not with this module, so that its settings can be read (by the
+    Dagster definitions, say) without loading it.
     """
+    from pyspark.sql import SparkSession
+
     active = SparkSession.getActiveSession()
     if active is not None:
         return active

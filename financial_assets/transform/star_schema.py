@@ -30,6 +30,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
+from financial_assets.lakehouse.tables import STAR_TABLES
 from financial_assets.quality.defects import (
     ACCEPTED_DEVICE_TYPES,
     ACCEPTED_TRANSACTION_TYPES,
@@ -45,7 +46,6 @@ from financial_assets.transform.pii import (
 )
 
 UNKNOWN_KEY = -1
-TABLES = ("dim_customers", "dim_accounts", "dim_dates", "fact_transactions")
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class StarSchema:
     fact_transactions: DataFrame
 
     def tables(self) -> dict[str, DataFrame]:
-        return {name: getattr(self, name) for name in TABLES}
+        return {name: getattr(self, name) for name in STAR_TABLES}
 
 
 def date_key(value: Column) -> Column:

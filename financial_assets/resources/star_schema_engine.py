@@ -1,7 +1,9 @@
-"""Where the star schema is built: in this process's Spark, or as an AWS Glue job.
+"""Where the star schema is built: in this process's Spark, or as an AWS Glue job
+(`financial_assets.resources.glue`).
 
-Both run `financial_assets.transform.build.build_star_schema_version`; they differ only in
-where it runs and how its report comes back.
+Both run `financial_assets.lakehouse.star_builds.build_and_record`; they differ only in where it
+runs and how its report comes back. Loading this module loads no PySpark: the code location
+(and `dagster definitions validate`) never needs it, only a step that builds.
 """
 
 from __future__ import annotations
@@ -16,12 +18,11 @@ from dagster import (
     MaterializeResult,
 )
 
+from financial_assets.lakehouse.tables import STAR_TABLES
+from financial_assets.quality.specs import CheckOutcome, QualityThresholds
 from financial_assets.resources.lakehouse import LakehouseResource
 from financial_assets.resources.pii import PiiPolicyResource
 from financial_assets.resources.spark import SparkResource
-from financial_assets.quality.star_checks import CheckOutcome, QualityThresholds
-from financial_assets.transform.build import build_star_schema_version
-from financial_assets.transform.star_schema import TABLES
 
 
 def check_result(outcome: CheckOutcome) -> AssetCheckResult:
@@ -56,12 +57,14 @@ class LocalSparkEngine(StarSchemaEngine):
     spark: SparkResource
 
     def build(self, context, lakehouse, pii, version, thresholds, full_refresh=False):
+        from financial_assets.lakehouse.star_builds import build_and_record  # PySpark: only when building
+
         context.log.info(f"building star schema version {version} on Spark ({self.spark.remote or self.spark.master})")
-        report = build_star_schema_version(
+        report = build_and_record(
             self.spark.session(), lakehouse.catalog(), version, pii.policy(), thresholds, full_refresh=full_refresh
         )
         context.log.info(f"{report.mode} build: {report.mode_reason}; {report.new_fact_rows:,} new fact rows")
-        for table in TABLES:
+        for table in STAR_TABLES:
             yield MaterializeResult(asset_key=table, metadata=report.table_metadata(table))
         for outcome in report.checks:
             yield check_result(outcome)

@@ -2,7 +2,7 @@
 
 The job (created by infrastructure-as-code: Glue 6.0 with ``--datalake-formats iceberg``, its role,
 ``--additional-python-modules``) runs ``glue_scripts/transform-to-star-schema.py``, which calls the
-same `build_star_schema_version` as the local engine, on the same Iceberg catalog: the run's
+same `financial_assets.lakehouse.star_builds.build_and_record` as the local engine, on the same Iceberg catalog: the run's
 ``--catalog-*`` arguments name it (`financial_assets.lakehouse.catalog.glue_job_arguments`), on
 AWS the Glue Data Catalog and the S3 warehouse. Before each run this engine brings the job's
 code up to date on S3, uploading only what changed:
@@ -31,14 +31,14 @@ import boto3
 from dagster_aws.pipes import PipesGlueClient, PipesS3ContextInjector, PipesS3MessageReader
 from pydantic import Field
 
-from financial_assets.analytics.engines import StarSchemaEngine
 from financial_assets.lakehouse.catalog import LakehouseCatalog, glue_job_arguments
-from financial_assets.analytics.glue_package import (
+from financial_assets.resources.glue_package import (
     SCRIPT_PATH,
     entry_script,
     package_zip,
     upload_if_changed,
 )
+from financial_assets.resources.star_schema_engine import StarSchemaEngine
 
 
 class _PrefixedS3MessageReader(PipesS3MessageReader):
