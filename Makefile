@@ -6,7 +6,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/var/dagster
 
-.PHONY: install iac-tools services services-stop demo test dev query bench clean
+.PHONY: install iac-tools services services-stop demo test dev query bench bench-startup clean
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -79,6 +79,10 @@ $(PEER_INSTALLED): bench/peer-requirements.txt
 	test -x .venv-dlt/bin/python || $(PYTHON) -m venv .venv-dlt
 	.venv-dlt/bin/python -m pip install --quiet -r bench/peer-requirements.txt
 	touch $@
+
+# How long the code location and the CLI take to start, and whether they load PySpark.
+bench-startup: $(INSTALLED)
+	$(BIN)/python -m bench.startup --repeat 3
 
 bench: $(BENCH_INSTALLED) $(PEER_INSTALLED)
 	$(BENCH_BIN)/python -m bench.run --transactions $(SCALE) $(if $(EVENTS),--events $(EVENTS)) --repeat $(REPEAT)
