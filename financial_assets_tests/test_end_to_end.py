@@ -93,7 +93,8 @@ def test_faulty_sources_are_published_with_their_defects_flagged(pipeline):
     assert result.success
     assert {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()} == {
         "raw_customers", "raw_accounts", "raw_transactions", "raw_transaction_events",
-        "dim_customers", "dim_accounts", "dim_dates", "fact_transactions", "published_star_schema",
+        "dim_customers", "dim_accounts", "dim_dates", "dim_customers_history", "dim_accounts_history",
+        "fact_transactions", "fact_account_balances_daily", "published_star_schema",
     }
     assert latest_publication(catalog).version == built_version(result)
 

@@ -34,9 +34,16 @@ from financial_assets.quality.defects import (
     DefectCheck,
     defect_query,
 )
+from financial_assets.quality.history_checks import (
+    HISTORY_CHECKS,
+    balance_outcomes,
+    history_outcomes,
+    version_key_errors,
+    version_key_outcome,
+)
+from financial_assets.quality.outcomes import ERROR, WARN, CheckOutcome, CheckSpec, outcome_of
 from financial_assets.transform.star_schema import UNKNOWN_KEY, RawTables, StarSchema
 
-ERROR, WARN = "ERROR", "WARN"
 
 # The published tables' contract: columns and Spark types, in order. Drift fails the build.
 # The type names are valid Hive/Athena types too, so the Glue Data Catalog takes them as they are.
@@ -59,7 +66,20 @@ EXPECTED_SCHEMAS = {
     "fact_transactions": _columns(
         "transaction_id int; date_key int; account_key int; customer_key int; amount decimal(12,2); "
         "signed_amount decimal(12,2); transaction_type string; transaction_at timestamp; "
-        "device_type string; fraud_score double; country string; city string; defects array<string>"
+        "device_type string; fraud_score double; country string; city string; defects array<string>; "
+        "account_version_key bigint; customer_version_key bigint"
+    ),
+    "dim_customers_history": _columns(
+        "customer_key int; customer_version_key bigint; name string; email string; phone string; city string; "
+        "region string; valid_from timestamp; valid_to timestamp; is_current boolean; is_deleted boolean"
+    ),
+    "dim_accounts_history": _columns(
+        "account_key int; account_version_key bigint; customer_key int; account_type string; opened_at timestamp; "
+        "opened_date_key int; valid_from timestamp; valid_to timestamp; is_current boolean; is_deleted boolean"
+    ),
+    "fact_account_balances_daily": _columns(
+        "date_key int; account_key int; customer_key int; balance decimal(12,2); extracted_at timestamp; "
+        "transaction_count bigint; net_signed_amount decimal(22,2)"
     ),
 }
 
@@ -94,35 +114,6 @@ class QualityThresholds:
         return cls(**json.loads(text))
 
 
-@dataclass(frozen=True)
-class CheckSpec:
-    asset: str
-    name: str
-    severity: str  # the most severe result it can give: ERROR blocks
-    description: str
-    defect: DefectCheck | None = None
-
-    @property
-    def blocking(self) -> bool:
-        return self.severity == ERROR
-
-
-@dataclass
-class CheckOutcome:
-    asset: str
-    name: str
-    passed: bool
-    severity: str
-    metadata: dict = field(default_factory=dict)
-
-    def pipes_metadata(self) -> dict:
-        """The metadata as Dagster Pipes carries it: nested values typed as JSON."""
-        return {
-            key: {"raw_value": value, "type": "json"} if isinstance(value, dict | list) else value
-            for key, value in self.metadata.items()
-        }
-
-
 def _defect_description(check: DefectCheck) -> str:
     return (
         f"{check.description} Source defect: flagged rows are published, their defects holding "
@@ -153,6 +144,7 @@ def _specs() -> list[CheckSpec]:
                   "The share of facts that found an event is at least min_event_match_rate."),
         CheckSpec("fact_transactions", "fresh_transactions", WARN,
                   "The newest transaction is at most max_transaction_age_hours old."),
+        *HISTORY_CHECKS,
     ]
     return specs
 
@@ -161,8 +153,7 @@ STAR_CHECKS = _specs()
 
 
 def _outcome(asset: str, name: str, passed: bool, **metadata) -> CheckOutcome:
-    spec = next(s for s in STAR_CHECKS if s.asset == asset and s.name == name)
-    return CheckOutcome(asset, name, bool(passed), spec.severity, metadata)
+    return outcome_of(STAR_CHECKS, asset, name, passed, **metadata)
 
 
 def _schema(table: str, frame: DataFrame) -> CheckOutcome:
@@ -191,6 +182,7 @@ class FactAudit:
     unexpected_device_types: dict[str, int] = field(default_factory=dict)
     raw_rows: int = 0
     mismatched_days: list[str] = field(default_factory=list)
+    unresolved_versions: dict[str, int] = field(default_factory=dict)  # version key -> rows not valid at their time
 
     def __add__(self, other: FactAudit) -> FactAudit:
         def counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
@@ -209,6 +201,7 @@ class FactAudit:
             unexpected_transaction_types=counts(self.unexpected_transaction_types, other.unexpected_transaction_types),
             unexpected_device_types=counts(self.unexpected_device_types, other.unexpected_device_types),
             mismatched_days=sorted({*self.mismatched_days, *other.mismatched_days}),
+            unresolved_versions=counts(self.unresolved_versions, other.unresolved_versions),
         )
 
     def to_dict(self) -> dict:
@@ -340,6 +333,7 @@ def audit_facts(fact: DataFrame, star: StarSchema, raw_transactions: DataFrame, 
         unexpected_transaction_types=_value_counts(of_kind.get("transaction_type", []), "transaction_type"),
         unexpected_device_types=_value_counts(of_kind.get("device_type", []), "device_type"),
         mismatched_days=sorted(str(r["day"]) for r in of_kind.get("day", []))[:_MISMATCHED_DAYS_KEPT],
+        unresolved_versions=version_key_errors(fact, star.tables(), now),
     )
 
 
@@ -465,6 +459,7 @@ def fact_outcomes(
                  unresolved=facts.unresolved, unknown_member_rows=facts.unknown_members),
         _outcome("fact_transactions", "reconciles_with_raw", facts.raw_rows == fact_rows and not facts.mismatched_days,
                  raw_rows=facts.raw_rows, fact_rows=fact_rows, mismatched_days=facts.mismatched_days[:10]),
+        version_key_outcome(facts.unresolved_versions),
         *[defect_outcome(check, facts, new_facts, thresholds.max_defect_share[check.name], extra.get(check.name))
           for check in DEFECT_CHECKS],
         _outcome("fact_transactions", "events_match_transactions",
@@ -483,10 +478,15 @@ def fact_outcomes(
 
 def audit_outcomes(
     star: StarSchema, facts: FactAudit, statistics: dict[str, int], thresholds: QualityThresholds, now: datetime,
-    new_facts: FactAudit | None = None,
+    new_facts: FactAudit | None = None, balance_days: list[int] | None = None,
 ) -> list[CheckOutcome]:
-    """Every check of STAR_CHECKS, once each (``new_facts``: see `fact_outcomes`)."""
-    outcomes = dimension_outcomes(star) + fact_outcomes(facts, statistics, thresholds, now, new_facts)
+    """Every check of STAR_CHECKS, once each (``new_facts``: see `fact_outcomes`; ``balance_days``:
+    the balance snapshot's days the build wrote, see `balance_outcomes`)."""
+    outcomes = (
+        dimension_outcomes(star) + fact_outcomes(facts, statistics, thresholds, now, new_facts)
+        + history_outcomes(star.tables())
+        + balance_outcomes(star.fact_account_balances_daily, star.fact_transactions, balance_days)
+    )
     produced = [(o.asset, o.name) for o in outcomes]
     assert sorted(produced) == sorted((s.asset, s.name) for s in STAR_CHECKS), "checks produced != checks declared"
     return outcomes
