@@ -18,7 +18,7 @@ from dagster import DagsterInstance, build_sensor_context, materialize
 
 from financial_assets.alerts import AlertCursor, AlertsResource, quality_alerts_sensor
 from financial_assets.analytics import ANALYTICS_ASSETS
-from financial_assets.lakehouse.publication import find_build, latest_publication
+from financial_assets.lakehouse.publication import STAR_TABLES, find_build, latest_publication
 from financial_assets.query.duckdb_views import ANALYST_QUERY
 from financial_assets.query.duckdb_views import connect as connect_snapshots
 from financial_assets.raw import RAW_ASSETS
@@ -326,8 +326,13 @@ def test_no_row_is_unaccounted_for_and_every_integrity_check_passes(pipeline):
         assert checks[(raw, "reconciles_with_source")][0] is True, raw
     assert checks[("fact_transactions", "reconciles_with_raw")][0] is True
     assert checks[("fact_transactions", "foreign_keys_resolve")][0] is True
-    for table in ("dim_customers", "dim_accounts", "dim_dates", "fact_transactions"):
+    for table in STAR_TABLES:
         assert checks[(table, "schema_matches_contract")][0] is True, table
+    for table, check in (("dim_customers_history", "validity_intervals_do_not_overlap"),
+                         ("dim_accounts_history", "one_current_version_per_live_member"),
+                         ("fact_transactions", "history_keys_resolve"),
+                         ("fact_account_balances_daily", "net_amounts_reconcile_with_facts")):
+        assert checks[(table, check)][0] is True, (table, check)
 
 
 def test_messy_emails_are_normalised_into_one_token_not_flagged(pipeline):

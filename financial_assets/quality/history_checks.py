@@ -52,8 +52,8 @@ def _outcome(asset: str, name: str, passed: bool, **metadata) -> CheckOutcome:
     return outcome_of(HISTORY_CHECKS, asset, name, passed, **metadata)
 
 
-def _history_measures(spec: HistorySpec, history: DataFrame, dimension: DataFrame) -> dict[str, int]:
-    """One query over a history and its current dimension: every count the history's checks need."""
+def _per_member(spec: HistorySpec, history: DataFrame, dimension: DataFrame) -> DataFrame:
+    """One row per member of a history and its current dimension: what the checks count."""
     key, version = spec.member_key, spec.version_key
     by_member = Window.partitionBy(key).orderBy(F.col("valid_from").asc_nulls_first(), F.col(version))
     next_from = F.lead("valid_from").over(by_member)
@@ -71,12 +71,21 @@ def _history_measures(spec: HistorySpec, history: DataFrame, dimension: DataFram
         ).cast("int").alias("_bad_interval"),
     )
     live = dimension.select(F.col(key), F.lit(1).alias("_live"))
-    per_member = flagged.unionByName(live, allowMissingColumns=True).groupBy(key).agg(
+    return flagged.unionByName(live, allowMissingColumns=True).groupBy(key).agg(
         F.count("_version").alias("versions"), F.coalesce(F.sum("_current"), F.lit(0)).alias("current"),
         F.count("_live").alias("live"), F.sum("_repeated").alias("repeated"), F.sum("_null_key").alias("null_key"),
-        F.sum("_bad_interval").alias("bad_interval"))
+        F.sum("_bad_interval").alias("bad_interval"),
+    ).select(F.lit(spec.table).alias("_table"), "*").drop(key)
+
+
+def _history_measures(tables: dict[str, DataFrame]) -> dict[str, dict[str, int]]:
+    """Per history table, every count its checks need: one query for all of them."""
+    members = None
+    for spec in HISTORIES:
+        part = _per_member(spec, tables[spec.table], tables[spec.dimension])
+        members = part if members is None else members.unionByName(part)
     live_member = F.col("live") > 0
-    totals = per_member.agg(
+    totals = members.groupBy("_table").agg(
         F.count(F.when(F.col("versions") > 0, 1)).alias("members"),
         F.sum("versions").alias("versions"),
         F.sum("repeated").alias("repeated_version_keys"),
@@ -84,15 +93,18 @@ def _history_measures(spec: HistorySpec, history: DataFrame, dimension: DataFram
         F.sum("bad_interval").alias("overlapping_versions"),
         F.count(F.when(live_member & (F.col("current") != 1), 1)).alias("live_without_one_current"),
         F.count(F.when(~live_member & (F.col("current") > 0), 1)).alias("deleted_with_current"),
-    ).first()
-    return {name: int(totals[name] or 0) for name in totals.asDict()}
+    )
+    names = [name for name in totals.columns if name != "_table"]
+    found = {row["_table"]: {n: int(row[n] or 0) for n in names} for row in totals.collect()}
+    return {spec.table: found.get(spec.table, dict.fromkeys(names, 0)) for spec in HISTORIES}
 
 
 def history_outcomes(tables: dict[str, DataFrame]) -> list[CheckOutcome]:
     """The checks of each history table, against its current dimension (``tables`` by name)."""
     outcomes = []
+    measured = _history_measures(tables)
     for spec in HISTORIES:
-        found = _history_measures(spec, tables[spec.table], tables[spec.dimension])
+        found = measured[spec.table]
         size = {"members": found["members"], "versions": found["versions"]}
         outcomes += [
             _outcome(spec.table, "keys_unique_and_not_null", not (found["repeated_version_keys"] or found["null_keys"]),
@@ -140,8 +152,8 @@ def balance_outcomes(balances: DataFrame, facts: DataFrame, days: list[int] | No
     rows = measured.agg(
         F.count(F.when((F.col("rows") > 1) | F.col("account_key").isNull() | F.col("date_key").isNull(), 1))
         .alias("repeated"),
-        F.count(F.when(wrong, 1)).alias("mismatched"), F.sum("rows").alias("rows"),
-    ).first()
+        F.count(F.when(wrong, 1)).alias("mismatched"),
+    )
     # The snapshot days numbered in order (a few hundred rows: one partition is fine), so that an
     # account's rows cover its first to its last day without a gap when they are as many as the
     # numbers between.
@@ -149,12 +161,13 @@ def balance_outcomes(balances: DataFrame, facts: DataFrame, days: list[int] | No
     ranked = balances.select("account_key", "date_key").distinct().join(F.broadcast(numbered), "date_key")
     gaps = ranked.groupBy("account_key").agg(
         (F.max("_day") - F.min("_day") + 1 - F.count(F.lit(1))).alias("missing")
-    ).agg(F.count(F.when(F.col("missing") > 0, 1)).alias("accounts"), F.sum("missing").alias("days")).first()
+    ).agg(F.count(F.when(F.col("missing") > 0, 1)).alias("accounts"), F.sum("missing").alias("days"))
+    found = rows.crossJoin(gaps).first()  # one job for both
     return [
-        _outcome(BALANCES, "one_row_per_account_per_day", not rows["repeated"],
-                 audited_rows=int(rows["rows"] or 0), repeated_or_null_keys=int(rows["repeated"])),
-        _outcome(BALANCES, "no_gap_days", not gaps["accounts"],
-                 accounts_with_gaps=int(gaps["accounts"] or 0), missing_days=int(gaps["days"] or 0)),
-        _outcome(BALANCES, "net_amounts_reconcile_with_facts", not rows["mismatched"],
-                 audited_days=len(days), mismatched_rows=int(rows["mismatched"])),
+        _outcome(BALANCES, "one_row_per_account_per_day", not found["repeated"],
+                 repeated_or_null_keys=int(found["repeated"])),
+        _outcome(BALANCES, "no_gap_days", not found["accounts"],
+                 accounts_with_gaps=int(found["accounts"] or 0), missing_days=int(found["days"] or 0)),
+        _outcome(BALANCES, "net_amounts_reconcile_with_facts", not found["mismatched"],
+                 mismatched_rows=int(found["mismatched"])),
     ]

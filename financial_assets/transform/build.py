@@ -510,7 +510,7 @@ def build_star_schema_version(
     publication = latest_publication(catalog)
     kept = publication.snapshots if publication else {}
     extracted = {name: lakehouse.committed_at(lakehouse.raw(name), raw.snapshots[name]) for name in ("customers", "accounts")}
-    history_changes = {
+    history_counts = {
         spec.table: _write_history(lakehouse, spec, dimensions, branch, kept.get(spec.table), extracted[source])
         for spec, source in ((CUSTOMER_HISTORY, "customers"), (ACCOUNT_HISTORY, "accounts"))
     }
@@ -556,7 +556,7 @@ def build_star_schema_version(
     report = BuildReport(
         version=version, branch=branch, tables={name: catalog.analytics_table(name) for name in TABLES},
         snapshots=snapshots, row_counts=row_counts, statistics=statistics, checks=checks, mode=plan.mode,
-        mode_reason=plan.reason, new_fact_rows=new_audit.rows, history_changes=history_changes,
+        mode_reason=plan.reason, new_fact_rows=new_audit.rows, history_changes=history_counts,
     )
     # Built now, whatever instant the audit judged freshness against.
     _record_build(catalog, report, datetime.now(timezone.utc), {
