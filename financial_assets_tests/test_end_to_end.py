@@ -158,7 +158,8 @@ def test_rebuilding_from_the_same_raw_data_gives_identical_tables(pipeline):
     )
 
     for table, snapshot in snapshots["first"].items():
-        assert snapshot != snapshots["second"][table]
+        # Rewritten, except the histories: a build that finds no change in the sources writes none.
+        assert (snapshot == snapshots["second"][table]) == table.endswith("_history"), table
         ordered = f"SELECT * FROM {table} ORDER BY ALL"
         assert first_rows.execute(ordered).fetchall() == second_rows.execute(ordered).fetchall(), table
 
