@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+from financial_assets.lakehouse.tables import STAR_TABLES
 from financial_assets_tests.conftest import REPO_ROOT
 
 
@@ -68,7 +69,7 @@ def test_every_asset_has_an_owner_and_layer_domain_and_pii_tags():
         name: [] for name in nodes}
     assert {name for name, node in nodes.items() if node.tags["pii"] == "true"} == {
         "postgres/customers", "document_store/transaction_events", "raw_customers", "raw_transaction_events",
-        "dim_customers", "published_star_schema",
+        "dim_customers", "dim_customers_history", "published_star_schema",
     }
 
 
@@ -80,10 +81,9 @@ def test_the_star_schemas_code_version_is_the_digest_that_forces_a_full_build():
 
     assert set(versions) == {
         "raw_customers", "raw_accounts", "raw_transactions", "raw_transaction_events",
-        "dim_customers", "dim_accounts", "dim_dates", "fact_transactions",
+        *STAR_TABLES,
     }
-    assert {versions[table] for table in ("dim_customers", "dim_accounts", "dim_dates", "fact_transactions")} == {
-        build._SOURCE_DIGEST[:12]}
+    assert {versions[table] for table in STAR_TABLES} == {build._SOURCE_DIGEST[:12]}
     assert versions["raw_customers"] != versions["fact_transactions"]
 
 
@@ -146,7 +146,7 @@ def test_the_automation_runs_the_pipeline_at_three_maintenance_at_five_and_obser
 
     sources = {"postgres/customers", "postgres/accounts", "postgres/transactions", "document_store/transaction_events"}
     pipeline = {"raw_customers", "raw_accounts", "raw_transactions", "raw_transaction_events",
-                "dim_customers", "dim_accounts", "dim_dates", "fact_transactions", "published_star_schema"}
+                *STAR_TABLES, "published_star_schema"}
     assert requested == {
         "02:00": set(), "02:30": sources, "03:00": pipeline, "03:30": sources,
         "04:00": set(), "04:30": sources, "05:00": {"lakehouse_maintenance"}, "05:30": sources,

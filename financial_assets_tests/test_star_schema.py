@@ -340,3 +340,74 @@ def test_a_threshold_for_a_check_that_does_not_exist_is_refused():
 
     with pytest.raises(ValueError, match="no defect check named amounts"):
         QualityThresholds(max_defect_share={"amounts": 0.1})
+
+
+
+# The history checks on their own (the clean audit above runs them with every other check).
+def history_outcome(clean, name: str, **replaced):
+    from financial_assets.quality.history_checks import history_outcomes
+
+    return {(o.asset, o.name): o for o in history_outcomes({**clean.tables(), **replaced})}[name]
+
+
+def test_overlapping_versions_of_a_member_fail_validity_intervals_do_not_overlap(audit):
+    from pyspark.sql import functions as F
+
+    clean, _, _ = audit
+    # A second open version of customer 1, from an hour after its first: both current, overlapping.
+    later = clean.dim_customers_history.where("customer_key = 1").withColumn(
+        "valid_from", F.col("valid_from") + F.expr("INTERVAL 1 HOUR")).withColumn("customer_version_key", F.lit(7))
+    outcome = history_outcome(clean, ("dim_customers_history", "validity_intervals_do_not_overlap"),
+                              dim_customers_history=clean.dim_customers_history.unionByName(later))
+
+    assert outcome.passed is False and outcome.metadata["overlapping_versions"] == 1
+
+
+def test_a_live_member_without_a_current_version_fails_one_current_version_per_live_member(audit):
+    from pyspark.sql import functions as F
+
+    clean, _, _ = audit
+    closed = clean.dim_accounts_history.withColumn("is_current", F.col("account_key") == -1)
+    outcome = history_outcome(clean, ("dim_accounts_history", "one_current_version_per_live_member"),
+                              dim_accounts_history=closed)
+
+    assert outcome.passed is False and outcome.metadata["live_without_one_current"] == 1
+
+
+def test_a_fact_pointing_at_no_valid_version_fails_history_keys_resolve(audit):
+    from pyspark.sql import functions as F
+
+    from financial_assets.quality.history_checks import version_key_errors
+
+    clean, _, _ = audit
+    unknown = clean.fact_transactions.withColumn("customer_version_key", F.lit(-1).cast("bigint"))
+
+    assert version_key_errors(unknown, clean.tables(), datetime(2025, 3, 2, 18, tzinfo=timezone.utc)) == {
+        "account_version_key": 0, "customer_version_key": 1}
+
+
+def balance_outcome(clean, balances, name: str):
+    from financial_assets.quality.history_checks import balance_outcomes
+
+    return {o.name: o for o in balance_outcomes(balances, clean.fact_transactions)}[name]
+
+
+def test_an_account_missing_a_snapshot_day_fails_no_gap_days(audit, spark):
+    clean, _, _ = audit
+    [row] = clean.fact_account_balances_daily.collect()
+    days = [row.asDict() | changes for changes in (
+        {"date_key": 20250301}, {"date_key": 20250302, "account_key": 11}, {"date_key": 20250303})]
+    outcome = balance_outcome(clean, spark.createDataFrame(days, clean.fact_account_balances_daily.schema),
+                              "no_gap_days")
+
+    assert outcome.passed is False and outcome.metadata == {"accounts_with_gaps": 1, "missing_days": 1}
+
+
+def test_a_day_whose_net_amount_differs_from_its_facts_fails_net_amounts_reconcile_with_facts(audit):
+    from pyspark.sql import functions as F
+
+    clean, _, _ = audit
+    wrong = clean.fact_account_balances_daily.withColumn("net_signed_amount", F.lit(Decimal("999.00")))
+    outcome = balance_outcome(clean, wrong, "net_amounts_reconcile_with_facts")
+
+    assert outcome.passed is False and outcome.metadata["mismatched_rows"] == 1

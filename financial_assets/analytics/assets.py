@@ -1,6 +1,6 @@
 """The analytics zone: the star schema analysts query, built from the raw zone in one step.
 
-One multi-asset so that the four tables are always built together, from the same raw snapshots,
+One multi-asset so that the star tables are always built together, from the same raw snapshots,
 onto the same audit branch: the dimensions and the fact can never drift out of step. Its checks
 (`financial_assets/quality/star_checks.py`) audit the version before it may be published.
 """
@@ -66,13 +66,37 @@ STAR_SCHEMA_SPECS = [
         "transaction: date_key yyyymmdd, year, quarter, month, names, ISO weekday and week, weekend.",
     ),
     _star_table(
-        "fact_transactions", ["dim_accounts", "raw_transactions", "raw_transaction_events"], "transactions",
-        pii=False,
+        "dim_customers_history", ["raw_customers", "raw_accounts"], "customers", pii=True,  # names in clear
+        description="Type 2: one row per version of a customer (customer_version_key), on the columns of "
+        "dim_customers, valid over [valid_from, valid_to) (valid_to NULL and is_current while current). A change "
+        "is dated by the extraction that first showed it (the source keeps no update time); a first version "
+        "starts at the customer's earliest account opening. A customer deleted from the source keeps its "
+        "versions, the last closed and flagged is_deleted. Only changed customers are written (Iceberg MERGE).",
+    ),
+    _star_table(
+        "dim_accounts_history", ["raw_accounts", "raw_customers"], "accounts", pii=False,
+        description="Type 2: one row per version of an account (account_version_key): its customer_key, type "
+        "and opening, valid over [valid_from, valid_to); the first version starts at opened_at. The balance, "
+        "which changes every day, is not versioned: see fact_account_balances_daily.",
+    ),
+    _star_table(
+        "fact_transactions",
+        ["dim_accounts", "dim_customers_history", "dim_accounts_history", "raw_transactions", "raw_transaction_events"],
+        "transactions", pii=False,
         description="One row per source transaction, none dropped: keys to the dimensions (-1 for "
         "unknown), amount and signed amount (deposits +, withdrawals and transfers -), the "
         "transaction's event (the latest-written when duplicated): device, fraud score, country, city, "
         "and defects, the codes of what is wrong in the source row (empty when nothing is: analysts "
-        "exclude flagged rows with cardinality(defects) = 0).",
+        "exclude flagged rows with cardinality(defects) = 0), and account_version_key / customer_version_key, the "
+        "history versions valid at transaction_at (-1 when none is).",
+    ),
+    _star_table(
+        "fact_account_balances_daily", ["raw_accounts", "fact_transactions"], "accounts", pii=False,
+        description="Periodic snapshot: one row per live account per day a build extracted the accounts "
+        "(date_key: the extraction's UTC day; the day's last extraction wins), with the balance as extracted, "
+        "and the account's transaction_count and net_signed_amount of that day's facts (updated when a "
+        "transaction of that day arrives later). Days without a build have no row: the source keeps only "
+        "the current balance.",
     ),
 ]
 

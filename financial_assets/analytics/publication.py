@@ -35,7 +35,7 @@ def published_star_schema(
     reader_catalog: ReaderCatalogResource,
 ) -> MaterializeResult:
     """The star schema analysts read: one row in the `star_schema_publications` Iceberg table
-    naming the four tables' audited snapshots (one commit, so readers switch all four together),
+    naming the star tables' audited snapshots (one commit, so readers switch them all together),
     then each table's `main` moved to its snapshot and tagged `published_<version>`. Athena and
     Spark read `main`; `financial-assets query` and the DuckDB file follow the publication rows.
     Earlier publications stay readable for rollback and time travel (`financial-assets versions`,

@@ -1,15 +1,15 @@
 """Write-Audit-Publish on Iceberg: which build of the star schema readers see.
 
-- **Write.** A build writes the four star-schema tables on an audit branch of each table,
+- **Write.** A build writes the star-schema tables (:data:`STAR_TABLES`) on an audit branch of each table,
   ``audit_<version>``; ``main`` does not move, so no reader sees it.
 - **Audit.** The same build checks exactly what the branches hold and appends one row to the
   ``star_schema_builds`` table: the branches' snapshot ids, row counts, every check's outcome,
   and the record an incremental build on top of it starts from.
-- **Publish.** :func:`publish` appends one row to ``star_schema_publications`` naming the four
+- **Publish.** :func:`publish` appends one row to ``star_schema_publications`` naming the
   snapshot ids (one Iceberg commit: the publication is atomic), tags each snapshot
   ``published_<version>`` (so snapshot expiry keeps it while it is in the rollback window),
   moves each table's ``main`` to it and drops the audit branch. Readers that follow the
-  publications table (DuckDB locally, `financial-assets query`) switch the four tables together;
+  publications table (DuckDB locally, `financial-assets query`) switch all the tables together;
   engines that read ``main`` (Athena, Spark) see each table switch within a second of the others.
 - **Rollback** re-publishes an earlier publication's snapshots, as a new publication row.
 

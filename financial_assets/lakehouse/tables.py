@@ -12,8 +12,12 @@ from datetime import datetime, timezone
 # The raw zone: one table per source table or collection.
 RAW_TABLES = ("customers", "accounts", "transactions", "transaction_events")
 
-# The star schema readers see, and the two tables that record its builds and publications.
-STAR_TABLES = ("dim_customers", "dim_accounts", "dim_dates", "fact_transactions")
+# The star schema readers see (the current dimensions, the type-2 histories, the facts and the
+# daily balances), and the two tables that record its builds and publications.
+STAR_TABLES = (
+    "dim_customers", "dim_accounts", "dim_dates", "dim_customers_history", "dim_accounts_history",
+    "fact_transactions", "fact_account_balances_daily",
+)
 BUILDS = "star_schema_builds"
 PUBLICATIONS = "star_schema_publications"
 
@@ -39,7 +43,20 @@ PUBLISHED_SCHEMAS = {
     "fact_transactions": _columns(
         "transaction_id int; date_key int; account_key int; customer_key int; amount decimal(12,2); "
         "signed_amount decimal(12,2); transaction_type string; transaction_at timestamp; "
-        "device_type string; fraud_score double; country string; city string; defects array<string>"
+        "device_type string; fraud_score double; country string; city string; defects array<string>; "
+        "account_version_key bigint; customer_version_key bigint"
+    ),
+    "dim_customers_history": _columns(
+        "customer_key int; customer_version_key bigint; name string; email string; phone string; city string; "
+        "region string; valid_from timestamp; valid_to timestamp; is_current boolean; is_deleted boolean"
+    ),
+    "dim_accounts_history": _columns(
+        "account_key int; account_version_key bigint; customer_key int; account_type string; opened_at timestamp; "
+        "opened_date_key int; valid_from timestamp; valid_to timestamp; is_current boolean; is_deleted boolean"
+    ),
+    "fact_account_balances_daily": _columns(
+        "date_key int; account_key int; customer_key int; balance decimal(12,2); extracted_at timestamp; "
+        "transaction_count bigint; net_signed_amount decimal(22,2)"
     ),
 }
 

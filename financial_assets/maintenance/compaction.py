@@ -3,7 +3,7 @@
 Incremental builds add a few files per run; Iceberg's ``rewrite_data_files`` procedure bin-packs
 them into fewer (same rows, a ``replace`` snapshot on ``main``). Readers follow the publication
 rows, not ``main``, so the compacted snapshot is published as a row of kind ``compaction``: the
-same version, the same snapshots of the other three tables, the new ``fact_transactions`` one;
+same version, the same snapshots of the other tables, the new ``fact_transactions`` one;
 the version's ``published_<version>`` tag moves onto it, so a rollback to the version stays
 possible while the small files expire with the retention window.
 

@@ -90,7 +90,7 @@ def tidy_refs(
         if iceberg.table_exists(catalog.analytics_table(name))
     }
 
-    # A build's age is its newest snapshot's on any of the four tables.
+    # A build's age is its newest snapshot's on any of the star tables.
     newest_write: dict[str, int] = {}
     for table in tables.values():
         for name, ref in table.refs().items():

@@ -77,6 +77,12 @@ class CheckOutcome:
         }
 
 
+def outcome_of(specs: list[CheckSpec], asset: str, name: str, passed: bool, **metadata) -> CheckOutcome:
+    """The outcome of the check ``asset``.``name`` of ``specs``, at that check's severity."""
+    spec = next(s for s in specs if s.asset == asset and s.name == name)
+    return CheckOutcome(asset, name, bool(passed), spec.severity, metadata)
+
+
 def _defect_description(check: DefectCheck) -> str:
     return (
         f"{check.description} Source defect: flagged rows are published, their defects holding "
@@ -111,4 +117,43 @@ def _specs() -> list[CheckSpec]:
     return specs
 
 
-STAR_CHECKS = _specs()
+# The histories (table, its current dimension, member key, version key) and the daily balances:
+# what `financial_assets.transform.history` builds, named here so that declaring them loads no Spark.
+_HISTORIES = (
+    ("dim_customers_history", "dim_customers", "customer_key", "customer_version_key"),
+    ("dim_accounts_history", "dim_accounts", "account_key", "account_version_key"),
+)
+_BALANCES = "fact_account_balances_daily"
+
+
+def _history_specs() -> list[CheckSpec]:
+    """What keeps history: all pipeline integrity (ERROR, blocking): a history that overlaps or
+    loses its current version, or a snapshot with a repeated or missing day, is our bug, never the
+    source's (run by `financial_assets.quality.history_checks`)."""
+    specs = []
+    for table, dimension, member_key, version_key in _HISTORIES:
+        specs += [
+            CheckSpec(table, "keys_unique_and_not_null", ERROR,
+                      f"{version_key} is never null and never repeated; {member_key} is never null."),
+            CheckSpec(table, "validity_intervals_do_not_overlap", ERROR,
+                      f"Each {member_key}'s versions have valid_from < valid_to and never overlap; "
+                      "is_current exactly when valid_to is NULL; a deleted version is closed."),
+            CheckSpec(table, "one_current_version_per_live_member", ERROR,
+                      f"Every {member_key} of {dimension} (the source now) has exactly one current "
+                      "version; a member the source deleted has none."),
+        ]
+    specs += [
+        CheckSpec("fact_transactions", "history_keys_resolve", ERROR,
+                  "Every fact's account_version_key and customer_version_key is the version of its member valid "
+                  "at its transaction_at (-1 when none is: no time, a future time, before the member's first version)."),
+        CheckSpec(_BALANCES, "one_row_per_account_per_day", ERROR, "No (account_key, date_key) is repeated or NULL."),
+        CheckSpec(_BALANCES, "no_gap_days", ERROR,
+                  "An account has a row on every snapshot day between its first and its last."),
+        CheckSpec(_BALANCES, "net_amounts_reconcile_with_facts", ERROR,
+                  "Each row's transaction_count and net_signed_amount are those of its account's facts that day."),
+    ]
+    return specs
+
+
+HISTORY_CHECKS = _history_specs()
+STAR_CHECKS = _specs() + HISTORY_CHECKS

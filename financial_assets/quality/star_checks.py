@@ -33,15 +33,20 @@ from financial_assets.quality.defects import (
     DefectCheck,
     defect_query,
 )
-from financial_assets.quality.specs import ERROR, STAR_CHECKS, WARN, CheckOutcome, QualityThresholds
+from financial_assets.quality.history_checks import (
+    balance_outcomes,
+    history_outcomes,
+    version_key_errors,
+    version_key_outcome,
+)
+from financial_assets.quality.specs import ERROR, STAR_CHECKS, WARN, CheckOutcome, QualityThresholds, outcome_of
 from financial_assets.transform.star_schema import UNKNOWN_KEY, RawTables, StarSchema
 
 SAMPLE_KEYS = 5  # sample transaction ids per defect check: the latest flagged
 
 
 def _outcome(asset: str, name: str, passed: bool, **metadata) -> CheckOutcome:
-    spec = next(s for s in STAR_CHECKS if s.asset == asset and s.name == name)
-    return CheckOutcome(asset, name, bool(passed), spec.severity, metadata)
+    return outcome_of(STAR_CHECKS, asset, name, passed, **metadata)
 
 
 def _schema(table: str, frame: DataFrame) -> CheckOutcome:
@@ -70,6 +75,7 @@ class FactAudit:
     unexpected_device_types: dict[str, int] = field(default_factory=dict)
     raw_rows: int = 0
     mismatched_days: list[str] = field(default_factory=list)
+    unresolved_versions: dict[str, int] = field(default_factory=dict)  # version key -> rows not valid at their time
 
     def __add__(self, other: FactAudit) -> FactAudit:
         def counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
@@ -88,6 +94,7 @@ class FactAudit:
             unexpected_transaction_types=counts(self.unexpected_transaction_types, other.unexpected_transaction_types),
             unexpected_device_types=counts(self.unexpected_device_types, other.unexpected_device_types),
             mismatched_days=sorted({*self.mismatched_days, *other.mismatched_days}),
+            unresolved_versions=counts(self.unresolved_versions, other.unresolved_versions),
         )
 
     def to_dict(self) -> dict:
@@ -219,6 +226,7 @@ def audit_facts(fact: DataFrame, star: StarSchema, raw_transactions: DataFrame, 
         unexpected_transaction_types=_value_counts(of_kind.get("transaction_type", []), "transaction_type"),
         unexpected_device_types=_value_counts(of_kind.get("device_type", []), "device_type"),
         mismatched_days=sorted(str(r["day"]) for r in of_kind.get("day", []))[:_MISMATCHED_DAYS_KEPT],
+        unresolved_versions=version_key_errors(fact, star.tables(), now),
     )
 
 
@@ -344,6 +352,7 @@ def fact_outcomes(
                  unresolved=facts.unresolved, unknown_member_rows=facts.unknown_members),
         _outcome("fact_transactions", "reconciles_with_raw", facts.raw_rows == fact_rows and not facts.mismatched_days,
                  raw_rows=facts.raw_rows, fact_rows=fact_rows, mismatched_days=facts.mismatched_days[:10]),
+        version_key_outcome(facts.unresolved_versions),
         *[defect_outcome(check, facts, new_facts, thresholds.max_defect_share[check.name], extra.get(check.name))
           for check in DEFECT_CHECKS],
         _outcome("fact_transactions", "events_match_transactions",
@@ -362,10 +371,15 @@ def fact_outcomes(
 
 def audit_outcomes(
     star: StarSchema, facts: FactAudit, statistics: dict[str, int], thresholds: QualityThresholds, now: datetime,
-    new_facts: FactAudit | None = None,
+    new_facts: FactAudit | None = None, balance_days: list[int] | None = None,
 ) -> list[CheckOutcome]:
-    """Every check of STAR_CHECKS, once each (``new_facts``: see `fact_outcomes`)."""
-    outcomes = dimension_outcomes(star) + fact_outcomes(facts, statistics, thresholds, now, new_facts)
+    """Every check of STAR_CHECKS, once each (``new_facts``: see `fact_outcomes`; ``balance_days``:
+    the balance snapshot's days the build wrote, see `balance_outcomes`)."""
+    outcomes = (
+        dimension_outcomes(star) + fact_outcomes(facts, statistics, thresholds, now, new_facts)
+        + history_outcomes(star.tables())
+        + balance_outcomes(star.fact_account_balances_daily, star.fact_transactions, balance_days)
+    )
     produced = [(o.asset, o.name) for o in outcomes]
     assert sorted(produced) == sorted((s.asset, s.name) for s in STAR_CHECKS), "checks produced != checks declared"
     return outcomes

@@ -167,7 +167,7 @@ def athena_sql(sql: str, database: str, snapshots: dict[str, int] | None = None)
 
     for table in STAR_TABLES:
         replacement = f'"{database}"."{table}"'
-        if snapshots:
+        if snapshots and table in snapshots:  # a publication older than a table does not name it
             replacement += f" FOR VERSION AS OF {int(snapshots[table])}"
         sql = re.sub(rf"(?<![\w.\"]){table}\b", lambda _match, r=replacement: r, sql)
     return sql

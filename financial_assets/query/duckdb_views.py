@@ -79,9 +79,8 @@ def _load_star_table(catalog: LakehouseCatalog, name: str):
 def missing_snapshots(catalog: LakehouseCatalog, publication: Publication) -> list[str]:
     """The star tables whose snapshot in ``publication`` no longer exists (expired by maintenance)."""
     missing = []
-    for name in STAR_TABLES:
-        snapshot_id = publication.snapshots.get(name)
-        if snapshot_id is None or _load_star_table(catalog, name).snapshot_by_id(snapshot_id) is None:
+    for name in published_tables(publication.snapshots):
+        if _load_star_table(catalog, name).snapshot_by_id(publication.snapshots[name]) is None:
             missing.append(name)
     return missing
 
@@ -127,10 +126,20 @@ def view_sql(name: str, files: list[str], schema) -> str:
 def view_statements(catalog: LakehouseCatalog, snapshots: Mapping[str, int]) -> list[str]:
     """One ``CREATE OR REPLACE VIEW`` per star table over its snapshot in ``snapshots`` (a
     publication's or a build's: ``Publication.snapshots``, ``Build.snapshots``)."""
-    missing = [name for name in STAR_TABLES if name not in snapshots]
+    missing = [name for name in ORIGINAL_TABLES if name not in snapshots]
     if missing:
         raise ReaderError(f"no snapshot given for {', '.join(missing)}")
-    return [view_sql(name, *table_files(catalog, name, snapshots[name])) for name in STAR_TABLES]
+    return [view_sql(name, *table_files(catalog, name, snapshots[name])) for name in published_tables(snapshots)]
+
+
+# The tables every publication names; the history tables and the balance snapshot came later, and
+# a publication made before them has no view of them.
+ORIGINAL_TABLES = ("dim_customers", "dim_accounts", "dim_dates", "fact_transactions")
+
+
+def published_tables(snapshots: Mapping[str, int]) -> list[str]:
+    """The star tables ``snapshots`` (a publication's or a build's) names, in STAR_TABLES order."""
+    return [name for name in STAR_TABLES if name in snapshots]
 
 
 def connect(catalog: LakehouseCatalog, snapshots: Mapping[str, int]) -> duckdb.DuckDBPyConnection:

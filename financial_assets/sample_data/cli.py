@@ -21,7 +21,11 @@ Drop and re-create the PostgreSQL tables customers, accounts and transactions an
 collection transaction_events, and fill them with generated data. Connections come from
 FIN_POSTGRES_URL, FIN_MONGO_URL and FIN_MONGO_DATABASE. The data is deterministic: the same
 --seed AND --as-of (and counts) give byte-identical data. --with-faults adds the documented set
-of bad records (financial_assets/sample_data/faults.py) on top of the clean data."""
+of bad records (financial_assets/sample_data/faults.py) on top of the clean data.
+
+With --apply-changes N, nothing is re-created: N changes of a day are applied to the customers and
+accounts already there (moves, new emails and phones, balances, account types, closed accounts),
+deterministic for --seed and the data they start from; the counts and --as-of are then ignored."""
 
 
 def _positive_int(text: str) -> int:
@@ -86,6 +90,8 @@ def register(commands) -> argparse.ArgumentParser:
     parser.add_argument("--report", metavar="PATH", default=None,
                         help="also write the seed report (counts, faults and their keys) as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--apply-changes", type=_positive_int, default=None, metavar="N",
+                        help="instead of seeding, apply N changes of a day to the existing customers and accounts")
     parser.set_defaults(handler=run)
     return parser
 
@@ -95,6 +101,13 @@ def run(args: argparse.Namespace) -> int:
     from financial_assets.settings import Settings
 
     settings = Settings.from_env()
+    if args.apply_changes:
+        from financial_assets.sample_data.changes import apply_changes
+
+        changes = apply_changes(settings.postgres_url, args.apply_changes, args.seed)
+        print(f"Applied {args.apply_changes} changes with seed {args.seed} to PostgreSQL:")
+        print(changes.summary())
+        return 0
     config = SeedConfig(
         customers=args.customers,
         accounts_per_customer=args.accounts_per_customer,

@@ -116,6 +116,7 @@ class Stream(IntEnum):
     EVENTS = 4
     GEOLOCATIONS = 5
     FAULTS = 6
+    CHANGES = 7
 
 
 def rng(seed: int, stream: Stream, block: int = 0) -> np.random.Generator:

@@ -39,6 +39,21 @@ from financial_assets.lakehouse.catalog import LakehouseCatalog
 from financial_assets.lakehouse.tables import RAW_TABLES, STAR_TABLES, audit_branch
 from financial_assets.quality.specs import CheckOutcome, QualityThresholds
 from financial_assets.quality.star_checks import FactAudit, audit_facts, audit_outcomes
+from financial_assets.transform.history import (
+    ACCOUNT_HISTORY,
+    BALANCES,
+    CUSTOMER_HISTORY,
+    HISTORIES,
+    INSERT,
+    HistorySpec,
+    balance_day,
+    balance_snapshot,
+    empty_history,
+    history_changes,
+    members,
+    merge_statement,
+    with_day_measures,
+)
 from financial_assets.transform.pii import PiiPolicy
 from financial_assets.transform.session import configure_session
 from financial_assets.transform.star_schema import (
@@ -47,6 +62,7 @@ from financial_assets.transform.star_schema import (
     StarSchema,
     build_dimensions,
     build_fact_transactions,
+    date_key,
     event_statistics,
 )
 
@@ -66,6 +82,9 @@ TABLE_PROPERTIES = {
     "write.merge.mode": "copy-on-write",
     "write.spark.accept-any-schema": "true",
 }
+# MERGE INTO does not resolve on a table that accepts any schema (Spark 4.1, Iceberg 1.11: its
+# columns are "not found"); a history is only ever merged into, so it does without.
+HISTORY_TABLE_PROPERTIES = {k: v for k, v in TABLE_PROPERTIES.items() if k != "write.spark.accept-any-schema"}
 FULL, INCREMENTAL = "full", "incremental"
 
 
@@ -86,6 +105,7 @@ class BuildReport:
     mode_reason: str = ""
     new_fact_rows: int = 0
     record: dict = field(default_factory=dict)  # what a build on top of this one starts from
+    history_changes: dict[str, dict[str, int]] = field(default_factory=dict)  # history table -> what changed
 
     def table_metadata(self, table: str) -> dict:
         """Plain values (JSON-safe, so Dagster Pipes can carry them from Glue)."""
@@ -99,6 +119,7 @@ class BuildReport:
         if table == "fact_transactions":
             metadata.update(self.statistics)
             metadata.update(build_mode=self.mode, build_mode_reason=self.mode_reason, new_fact_rows=self.new_fact_rows)
+        metadata.update(self.history_changes.get(table, {}))
         return metadata
 
 
@@ -159,6 +180,10 @@ class _Lakehouse:
             operations.append(current.summary.operation.value if current.summary else "unknown")
             current = table.snapshot_by_id(current.parent_snapshot_id) if current.parent_snapshot_id else None
         return operations if current is not None else None
+
+    def committed_at(self, name: str, snapshot_id: int) -> datetime:
+        """When snapshot ``snapshot_id`` of ``name`` was committed (a raw table's: its extraction)."""
+        return datetime.fromtimestamp(self._metadata(name).snapshot_by_id(snapshot_id).timestamp_ms / 1000, timezone.utc)
 
     def total_records(self, name: str, snapshot_id: int) -> int:
         return int(self._metadata(name).snapshot_by_id(snapshot_id).summary["total-records"])
@@ -335,9 +360,10 @@ def _why_not_incremental(
     return None, newest
 
 
-def _ensure_table(lakehouse: _Lakehouse, table: str, columns: str, partitioning: str | None = None) -> None:
-    """Create ``table`` (Iceberg, :data:`TABLE_PROPERTIES`) with the DDL ``columns``, unless it exists."""
-    properties = ", ".join(f"'{key}' = '{value}'" for key, value in TABLE_PROPERTIES.items())
+def _ensure_table(lakehouse: _Lakehouse, table: str, columns: str, partitioning: str | None = None,
+                  properties: dict[str, str] = TABLE_PROPERTIES) -> None:
+    """Create ``table`` (Iceberg, :data:`TABLE_PROPERTIES` by default) with the DDL ``columns``, unless it exists."""
+    properties = ", ".join(f"'{key}' = '{value}'" for key, value in properties.items())
     partitioned = f" PARTITIONED BY ({partitioning})" if partitioning else ""
     lakehouse.spark.sql(
         f"CREATE TABLE IF NOT EXISTS {table} ({columns}) USING iceberg{partitioned} TBLPROPERTIES ({properties})"
@@ -366,6 +392,68 @@ def _writer(frame: DataFrame, target: str, sorted_by_table: bool = False):
     # in the same order; a global sort would cost another shuffle.
     ordered = frame if sorted_by_table else frame.sortWithinPartitions(frame.columns[0])
     return ordered.writeTo(target).option("mergeSchema", "true")
+
+
+def _write_history(
+    lakehouse: _Lakehouse, spec: HistorySpec, dimensions: dict[str, DataFrame], branch: str,
+    published: int | None, extracted_at: datetime,
+) -> dict[str, int]:
+    """Bring ``spec``'s history, on ``branch`` from its ``published`` snapshot, up to the raw
+    snapshot committed at ``extracted_at``: one MERGE of the changed members' rows, and no commit
+    at all when nothing changed. Returns the counts of what changed."""
+    table = lakehouse.star(spec.table)
+    empty = empty_history(spec, dimensions[spec.dimension])
+    _ensure_table(lakehouse, table, _columns(empty.schema), properties=HISTORY_TABLE_PROPERTIES)
+    _create_branch(lakehouse, table, branch, published)
+    target = lakehouse.star(spec.table, branch)
+    versions = lakehouse.at(table, lakehouse.ref(table, branch)) if lakehouse.ref(table, branch) else empty
+    # Computed once, and cut from the history it was read from: a MERGE whose source reads its own
+    # target does not resolve in Spark.
+    changes = history_changes(spec, versions, members(spec, dimensions), extracted_at).localCheckpoint()
+    counted = {(r["_action"], r["is_deleted"]): r["count"] for r in changes.groupBy("_action", "is_deleted").count().collect()}
+    found = {
+        "new_versions": counted.get((INSERT, False), 0),
+        "closed_versions": sum(n for (action, _), n in counted.items() if action != INSERT),
+        "deleted_members": sum(n for (action, deleted), n in counted.items() if action != INSERT and deleted),
+    }
+    if any(found.values()):
+        view = f"history_changes_{spec.table}_{branch}"
+        changes.createOrReplaceTempView(view)
+        try:
+            lakehouse.spark.sql(merge_statement(spec, target, view, empty.columns))
+        finally:
+            lakehouse.spark.catalog.dropTempView(view)
+    return found
+
+
+def _write_balances(
+    lakehouse: _Lakehouse, dim_accounts: DataFrame, branch: str, published: int | None, extracted_at: datetime,
+    new_transactions: DataFrame | None,
+) -> list[int]:
+    """Add the snapshot of the accounts extracted at ``extracted_at`` to the balance table on
+    ``branch`` (from its ``published`` snapshot; a later extraction the same day replaces the
+    day's rows), and measure again the days whose facts changed: all of them in a full build, the
+    days of ``new_transactions`` in an incremental one. Returns the days written."""
+    table = lakehouse.star(BALANCES)
+    today = balance_day(extracted_at)
+    facts = lakehouse.at(lakehouse.star("fact_transactions"),
+                         lakehouse.ref(lakehouse.star("fact_transactions"), branch))
+    snapshot = with_day_measures(balance_snapshot(dim_accounts, extracted_at), facts, [today])
+    _ensure_table(lakehouse, table, _columns(snapshot.schema), "date_key")
+    _create_branch(lakehouse, table, branch, published)
+    earlier = (lakehouse.at(table, published) if published else snapshot.limit(0)).where(F.col("date_key") != today)
+    if new_transactions is None:
+        days = [r[0] for r in earlier.select("date_key").distinct().collect()]
+    else:
+        days = [r[0] for r in new_transactions.select(date_key(F.to_date("timestamp"))).distinct().collect()]
+    days = sorted({*days, today})
+    rows = with_day_measures(earlier, facts, days).unionByName(snapshot)
+    writer = _writer(rows, lakehouse.star(BALANCES, branch))
+    if new_transactions is None:
+        writer.overwrite(F.lit(True))
+    else:
+        writer.overwrite(F.col("date_key").isin(days))  # the days' files replaced, the others kept
+    return days
 
 
 def build_star_schema_version(
@@ -398,20 +486,35 @@ def build_star_schema_version(
     open_events = raw.tables.transaction_events
     if incremental:
         open_events = _above(open_events, "transaction_id", plan.base["settled_through"])
-    facts = build_fact_transactions(new_transactions, dimensions["dim_accounts"], open_events, as_of=now)
 
-    for name, frame in {**dimensions, "fact_transactions": facts}.items():
-        table = lakehouse.star(name)
-        is_fact = name == "fact_transactions"
-        _ensure_table(lakehouse, table, _columns(frame.schema), FACT_PARTITIONING if is_fact else None)
-        if is_fact:
-            _ensure_fact_write_order(lakehouse, table)
-        _create_branch(lakehouse, table, branch, base_snapshots.get(name))
-        writer = _writer(frame, lakehouse.star(name, branch), sorted_by_table=is_fact)
-        if is_fact and incremental:
-            writer.append()
-        else:
-            writer.overwrite(F.lit(True))  # one commit replaces all
+    for name, frame in dimensions.items():
+        _ensure_table(lakehouse, lakehouse.star(name), _columns(frame.schema))
+        _create_branch(lakehouse, lakehouse.star(name), branch, base_snapshots.get(name))
+        _writer(frame, lakehouse.star(name, branch)).overwrite(F.lit(True))  # one commit replaces all
+
+    # The histories and the balance snapshot go on from what readers see, whatever the mode: the
+    # sources forget, so a full build cannot make them again.
+    kept = published.snapshots if published else {}
+    extracted = {name: lakehouse.committed_at(lakehouse.raw(name), raw.snapshots[name]) for name in ("customers", "accounts")}
+    history_counts = {
+        spec.table: _write_history(lakehouse, spec, dimensions, branch, kept.get(spec.table), extracted[source])
+        for spec, source in ((CUSTOMER_HISTORY, "customers"), (ACCOUNT_HISTORY, "accounts"))
+    }
+    histories = {spec.table: lakehouse.at(lakehouse.star(spec.table), lakehouse.ref(lakehouse.star(spec.table), branch))
+                 for spec in HISTORIES}
+
+    facts = build_fact_transactions(new_transactions, dimensions["dim_accounts"], open_events, histories, as_of=now)
+    fact_table = lakehouse.star("fact_transactions")
+    _ensure_table(lakehouse, fact_table, _columns(facts.schema), FACT_PARTITIONING)
+    _ensure_fact_write_order(lakehouse, fact_table)
+    _create_branch(lakehouse, fact_table, branch, base_snapshots.get("fact_transactions"))
+    fact_writer = _writer(facts, lakehouse.star("fact_transactions", branch), sorted_by_table=True)
+    if incremental:
+        fact_writer.append()
+    else:
+        fact_writer.overwrite(F.lit(True))
+    balance_days = _write_balances(lakehouse, dimensions["dim_accounts"], branch, kept.get(BALANCES),
+                                   extracted["accounts"], new_transactions if incremental else None)
 
     snapshots = {name: lakehouse.ref(lakehouse.star(name), branch) for name in STAR_TABLES}
     # The audit reads what the branches hold, not the plan that wrote them.
@@ -433,12 +536,13 @@ def build_star_schema_version(
     statistics = {name: base_settled[name] + new_statistics[name] for name in STATISTICS}
     settled = {name: base_settled[name] + new_statistics[f"settled_{name}"] for name in STATISTICS}
     statistics["unknown_account_rows"] = fact_audit.unknown_members.get("account_key", 0)
-    checks = audit_outcomes(written, fact_audit, statistics, thresholds or QualityThresholds(), now, new_audit)
+    checks = audit_outcomes(written, fact_audit, statistics, thresholds or QualityThresholds(), now, new_audit,
+                            balance_days if incremental else None)
     row_counts = {name: lakehouse.total_records(lakehouse.star(name), snapshots[name]) for name in STAR_TABLES}
     return BuildReport(
         version=version, branch=branch, tables={name: catalog.analytics_table(name) for name in STAR_TABLES},
         snapshots=snapshots, row_counts=row_counts, statistics=statistics, checks=checks, mode=plan.mode,
-        mode_reason=plan.reason, new_fact_rows=new_audit.rows,
+        mode_reason=plan.reason, new_fact_rows=new_audit.rows, history_changes=history_counts,
         record={
             "fingerprint": fingerprint,
             "raw_snapshots": raw.snapshots,

@@ -14,6 +14,11 @@ Rules (each has a test in `financial_assets_tests/test_star_schema.py`):
   counted, not used. Events for transactions that do not exist are counted, not joined.
 - Dates: ``dim_dates`` is a full calendar from the earliest account opening to the latest
   transaction, whether or not a day had a transaction. Dates are UTC days.
+- History: ``dim_customers_history`` and ``dim_accounts_history`` keep every version of a member
+  (type 2, see `financial_assets.transform.history`); each fact carries ``customer_version_key``
+  and ``account_version_key``, the versions valid at its ``transaction_at``, while
+  ``dim_customers`` / ``dim_accounts`` stay the current view. ``fact_account_balances_daily`` has
+  a row per live account per day a build extracted the accounts.
 - Defects: a source row with something wrong in it (a NULL amount, a date in the future, an
   unknown account...) is kept like any other, and its fact carries the codes of what is wrong in
   ``defects`` (`financial_assets.quality.defects`; empty when nothing is). Readers exclude flagged rows with
@@ -37,6 +42,17 @@ from financial_assets.quality.defects import (
     DEFECTS,
     OLDEST_PLAUSIBLE_TIME,
 )
+from financial_assets.transform.history import (
+    ACCOUNT_HISTORY,
+    CUSTOMER_HISTORY,
+    HISTORIES,
+    balance_day,
+    balance_snapshot,
+    first_history,
+    with_day_measures,
+    with_version_key,
+)
+from financial_assets.transform.members import UNKNOWN_KEY
 from financial_assets.transform.pii import (
     PiiPolicy,
     address_city,
@@ -44,9 +60,6 @@ from financial_assets.transform.pii import (
     email_token,
     masked_phone,
 )
-
-UNKNOWN_KEY = -1
-
 
 @dataclass(frozen=True)
 class RawTables:
@@ -61,7 +74,10 @@ class StarSchema:
     dim_customers: DataFrame
     dim_accounts: DataFrame
     dim_dates: DataFrame
+    dim_customers_history: DataFrame
+    dim_accounts_history: DataFrame
     fact_transactions: DataFrame
+    fact_account_balances_daily: DataFrame
 
     def tables(self) -> dict[str, DataFrame]:
         return {name: getattr(self, name) for name in STAR_TABLES}
@@ -190,10 +206,12 @@ def defect_codes(columns: dict[str, Column], as_of: datetime) -> Column:
 
 
 def build_fact_transactions(
-    transactions: DataFrame, dim_accounts: DataFrame, events: DataFrame, *, as_of: datetime
+    transactions: DataFrame, dim_accounts: DataFrame, events: DataFrame, histories: dict[str, DataFrame], *,
+    as_of: datetime,
 ) -> DataFrame:
     """One fact per transaction; ``as_of`` is the instant after which a timestamp is in the future
-    (the build's time: a published row keeps the flags of the build that added it)."""
+    (the build's time: a published row keeps the flags and version keys of the build that added
+    it). ``histories``: the history tables by name, for the version keys."""
     accounts = dim_accounts.where(F.col("account_key") != UNKNOWN_KEY).select(
         F.col("account_key"), F.col("customer_key")
     )
@@ -208,7 +226,7 @@ def build_fact_transactions(
     joined = transactions.join(
         accounts, transactions["account_id"] == accounts["account_key"], "left"
     ).join(event_columns, transactions["transaction_id"] == event_columns["event_transaction_id"], "left")
-    return joined.select(
+    facts = joined.select(
         F.col("transaction_id"),
         date_key(F.to_date("timestamp")).alias("date_key"),
         F.coalesce(F.col("account_key"), F.lit(UNKNOWN_KEY)).alias("account_key"),
@@ -225,6 +243,9 @@ def build_fact_transactions(
             "amount", "timestamp", "account_key", "customer_key", "transaction_type", "device_type", "fraud_score",
             "events_of_transaction")}, as_of).alias("defects"),
     )
+    for spec in (ACCOUNT_HISTORY, CUSTOMER_HISTORY):
+        facts = with_version_key(facts, spec, histories[spec.table], as_of)
+    return facts
 
 
 def build_dimensions(raw: RawTables, policy: PiiPolicy) -> dict[str, DataFrame]:
@@ -236,14 +257,16 @@ def build_dimensions(raw: RawTables, policy: PiiPolicy) -> dict[str, DataFrame]:
 
 
 def build_star_schema(raw: RawTables, policy: PiiPolicy, as_of: datetime | None = None) -> StarSchema:
+    """Every table from the raw tables alone, as a first build makes them: each member's history
+    starts with its current row, and the balances with ``as_of``'s day (``as_of`` stands for the
+    extraction time too)."""
+    as_of = as_of or datetime.now(timezone.utc)
     dimensions = build_dimensions(raw, policy)
-    return StarSchema(
-        **dimensions,
-        fact_transactions=build_fact_transactions(
-            raw.transactions, dimensions["dim_accounts"], raw.transaction_events,
-            as_of=as_of or datetime.now(timezone.utc),
-        ),
-    )
+    histories = {spec.table: first_history(spec, dimensions, as_of) for spec in HISTORIES}
+    facts = build_fact_transactions(
+        raw.transactions, dimensions["dim_accounts"], raw.transaction_events, histories, as_of=as_of)
+    balances = with_day_measures(balance_snapshot(dimensions["dim_accounts"], as_of), facts, [balance_day(as_of)])
+    return StarSchema(**dimensions, **histories, fact_transactions=facts, fact_account_balances_daily=balances)
 
 
 STATISTICS = ("duplicate_events", "events_for_unknown_transactions")
