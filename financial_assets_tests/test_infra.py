@@ -474,12 +474,10 @@ def test_glue_job_encrypts_its_s3_writes_logs_and_bookmarks_with_the_stacks_key(
 
 
 def test_default_names_are_the_platforms_defaults(stack):
-    from financial_assets.settings import Settings
+    from financial_assets.settings import DEFAULT_ATHENA_WORKGROUP, DEFAULT_GLUE_DATABASE
 
-    defaults = Settings.__dataclass_fields__
-
-    assert stack.properties("GlueDatabase")["DatabaseInput"]["Name"] == defaults["glue_database"].default == "financial_data_db"
-    assert stack.properties("AthenaWorkGroup")["Name"] == defaults["athena_workgroup"].default
+    assert stack.properties("GlueDatabase")["DatabaseInput"]["Name"] == DEFAULT_GLUE_DATABASE == "financial_data_db"
+    assert stack.properties("AthenaWorkGroup")["Name"] == DEFAULT_ATHENA_WORKGROUP
     assert stack.properties("StarSchemaJob")["Name"] == "transform-to-star-schema"
 
 
