@@ -184,3 +184,11 @@ def test_apply_changes_is_deterministic_for_its_seed_and_the_data(server_setting
 
     assert reports[0] == reports[1]
     assert reports[0][0] != reports[0][1]  # the second day starts from the first day's data
+
+
+def test_the_declared_history_checks_name_the_tables_the_transform_keeps():
+    from financial_assets.quality.specs import BALANCES_TABLE, HISTORY_TABLES
+    from financial_assets.transform.history import BALANCES, HISTORIES
+
+    assert HISTORY_TABLES == tuple((h.table, h.dimension, h.member_key, h.version_key) for h in HISTORIES)
+    assert BALANCES_TABLE == BALANCES

@@ -119,11 +119,11 @@ def _specs() -> list[CheckSpec]:
 
 # The histories (table, its current dimension, member key, version key) and the daily balances:
 # what `financial_assets.transform.history` builds, named here so that declaring them loads no Spark.
-_HISTORIES = (
+HISTORY_TABLES = (
     ("dim_customers_history", "dim_customers", "customer_key", "customer_version_key"),
     ("dim_accounts_history", "dim_accounts", "account_key", "account_version_key"),
 )
-_BALANCES = "fact_account_balances_daily"
+BALANCES_TABLE = "fact_account_balances_daily"
 
 
 def _history_specs() -> list[CheckSpec]:
@@ -131,7 +131,7 @@ def _history_specs() -> list[CheckSpec]:
     loses its current version, or a snapshot with a repeated or missing day, is our bug, never the
     source's (run by `financial_assets.quality.history_checks`)."""
     specs = []
-    for table, dimension, member_key, version_key in _HISTORIES:
+    for table, dimension, member_key, version_key in HISTORY_TABLES:
         specs += [
             CheckSpec(table, "keys_unique_and_not_null", ERROR,
                       f"{version_key} is never null and never repeated; {member_key} is never null."),
@@ -146,10 +146,10 @@ def _history_specs() -> list[CheckSpec]:
         CheckSpec("fact_transactions", "history_keys_resolve", ERROR,
                   "Every fact's account_version_key and customer_version_key is the version of its member valid "
                   "at its transaction_at (-1 when none is: no time, a future time, before the member's first version)."),
-        CheckSpec(_BALANCES, "one_row_per_account_per_day", ERROR, "No (account_key, date_key) is repeated or NULL."),
-        CheckSpec(_BALANCES, "no_gap_days", ERROR,
+        CheckSpec(BALANCES_TABLE, "one_row_per_account_per_day", ERROR, "No (account_key, date_key) is repeated or NULL."),
+        CheckSpec(BALANCES_TABLE, "no_gap_days", ERROR,
                   "An account has a row on every snapshot day between its first and its last."),
-        CheckSpec(_BALANCES, "net_amounts_reconcile_with_facts", ERROR,
+        CheckSpec(BALANCES_TABLE, "net_amounts_reconcile_with_facts", ERROR,
                   "Each row's transaction_count and net_signed_amount are those of its account's facts that day."),
     ]
     return specs
