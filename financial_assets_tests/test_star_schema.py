@@ -345,9 +345,9 @@ def test_a_threshold_for_a_check_that_does_not_exist_is_refused():
 
 # The history checks on their own (the clean audit above runs them with every other check).
 def history_outcome(clean, name: str, **replaced):
-    from financial_assets.quality.history_checks import history_outcomes
+    from financial_assets.quality.history_checks import history_measures, history_outcomes
 
-    return {(o.asset, o.name): o for o in history_outcomes({**clean.tables(), **replaced})}[name]
+    return {(o.asset, o.name): o for o in history_outcomes(history_measures({**clean.tables(), **replaced}))}[name]
 
 
 def test_overlapping_versions_of_a_member_fail_validity_intervals_do_not_overlap(audit):

@@ -17,7 +17,13 @@ from pyspark.sql import SparkSession
 from financial_assets.lakehouse.catalog import LakehouseCatalog
 from financial_assets.lakehouse.publication import find_build, latest_publication, record_build
 from financial_assets.quality.specs import QualityThresholds
-from financial_assets.transform.build import BuildReport, PublishedBuild, build_star_schema_version
+from financial_assets.transform.build import (
+    BuildPlan,
+    BuildReport,
+    PublishedBuild,
+    build_star_schema_version,
+    plan_next_build,
+)
 from financial_assets.transform.pii import PiiPolicy
 
 
@@ -28,6 +34,13 @@ def published_build(catalog: LakehouseCatalog) -> PublishedBuild | None:
         return None
     build = find_build(catalog, publication.version)
     return PublishedBuild(publication.version, dict(publication.snapshots), build.record if build else {})
+
+
+def next_build_plan(spark: SparkSession, catalog: LakehouseCatalog, policy: PiiPolicy, *,
+                    full_refresh: bool = False) -> BuildPlan:
+    """How the next build would go now, on top of the published build (full or incremental, and
+    why), without writing anything."""
+    return plan_next_build(spark, catalog, policy, published=published_build(catalog), full_refresh=full_refresh)
 
 
 def build_and_record(

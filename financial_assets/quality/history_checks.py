@@ -49,8 +49,10 @@ def _per_member(spec: HistorySpec, history: DataFrame, dimension: DataFrame) -> 
     ).select(F.lit(spec.table).alias("_table"), "*").drop(key)
 
 
-def _history_measures(tables: dict[str, DataFrame]) -> dict[str, dict[str, int]]:
-    """Per history table, every count its checks need: one query for all of them."""
+def history_measures(tables: dict[str, DataFrame]) -> dict[str, dict[str, int]]:
+    """Per history table, every count its checks need: one query for all of them. Plain ints, so
+    a build records them and a later build that keeps the same histories and dimensions (the
+    members' raw snapshots unchanged) decides the checks from them without reading the tables."""
     members = None
     for spec in HISTORIES:
         part = _per_member(spec, tables[spec.table], tables[spec.dimension])
@@ -70,10 +72,10 @@ def _history_measures(tables: dict[str, DataFrame]) -> dict[str, dict[str, int]]
     return {spec.table: found.get(spec.table, dict.fromkeys(names, 0)) for spec in HISTORIES}
 
 
-def history_outcomes(tables: dict[str, DataFrame]) -> list[CheckOutcome]:
-    """The checks of each history table, against its current dimension (``tables`` by name)."""
+def history_outcomes(measured: dict[str, dict[str, int]]) -> list[CheckOutcome]:
+    """The checks of each history table against its current dimension, from what
+    :func:`history_measures` measured."""
     outcomes = []
-    measured = _history_measures(tables)
     for spec in HISTORIES:
         found = measured[spec.table]
         size = {"members": found["members"], "versions": found["versions"]}

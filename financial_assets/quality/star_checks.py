@@ -35,6 +35,7 @@ from financial_assets.quality.defects import (
 )
 from financial_assets.quality.history_checks import (
     balance_outcomes,
+    history_measures,
     history_outcomes,
     version_key_errors,
     version_key_outcome,
@@ -372,12 +373,14 @@ def fact_outcomes(
 def audit_outcomes(
     star: StarSchema, facts: FactAudit, statistics: dict[str, int], thresholds: QualityThresholds, now: datetime,
     new_facts: FactAudit | None = None, balance_days: list[int] | None = None,
+    histories: dict[str, dict[str, int]] | None = None,
 ) -> list[CheckOutcome]:
     """Every check of STAR_CHECKS, once each (``new_facts``: see `fact_outcomes`; ``balance_days``:
-    the balance snapshot's days the build wrote, see `balance_outcomes`)."""
+    the balance snapshot's days the build wrote, see `balance_outcomes`; ``histories``: the
+    `history_measures` of the histories, measured here when not given)."""
     outcomes = (
         dimension_outcomes(star) + fact_outcomes(facts, statistics, thresholds, now, new_facts)
-        + history_outcomes(star.tables())
+        + history_outcomes(histories if histories is not None else history_measures(star.tables()))
         + balance_outcomes(star.fact_account_balances_daily, star.fact_transactions, balance_days)
     )
     produced = [(o.asset, o.name) for o in outcomes]

@@ -38,6 +38,7 @@ from financial_assets.lakehouse.catalog import TABLE_PROPERTIES as CATALOG_TABLE
 from financial_assets.lakehouse.catalog import LakehouseCatalog
 from financial_assets.lakehouse.tables import RAW_TABLES, STAR_TABLES, audit_branch
 from financial_assets.quality.specs import CheckOutcome, QualityThresholds
+from financial_assets.quality.history_checks import history_measures
 from financial_assets.quality.star_checks import FactAudit, audit_facts, audit_outcomes
 from financial_assets.transform.history import (
     ACCOUNT_HISTORY,
@@ -49,6 +50,7 @@ from financial_assets.transform.history import (
     balance_day,
     balance_snapshot,
     empty_history,
+    first_history,
     history_changes,
     members,
     merge_statement,
@@ -69,6 +71,11 @@ from financial_assets.transform.star_schema import (
 # Raw tables whose loads append past a cursor; customers and accounts are reloaded whole each
 # time (snapshots), so an incremental build compares what they became instead.
 APPEND_ONLY = ("transactions", "transaction_events")
+# The raw tables the members (customers, accounts) are made of, and the star tables made of them
+# alone: while those raw snapshots stay the published build's, so do these tables.
+MEMBER_SOURCES = ("customers", "accounts")
+MEMBER_DIMENSIONS = ("dim_customers", "dim_accounts")
+MEMBER_TABLES = (*MEMBER_DIMENSIONS, *(spec.table for spec in HISTORIES))
 FACT_PARTITIONING = "days(transaction_at)"
 # The facts are clustered by day (one writer per day's files) and sorted by id within each file by
 # the table's own write order: Spark then sorts once, where sorting the rows before the write, as
@@ -235,12 +242,24 @@ class BuildPlan:
         return cls(FULL, reason)
 
 
+def members_kept(published: PublishedBuild | None, raw: RawZone, fingerprint: str) -> bool:
+    """Whether the published :data:`MEMBER_TABLES` are what this build would make: the same code
+    and PII policy, from the same raw customers and accounts snapshots. (A reload of those tables
+    commits a new snapshot even when nothing changed: then the members are compared.)"""
+    record = published.record if published else {}
+    return (
+        bool(record) and record["fingerprint"] == fingerprint
+        and all(record["raw_snapshots"].get(name) == raw.snapshots[name] for name in MEMBER_SOURCES)
+        and all(table in published.snapshots for table in MEMBER_TABLES)
+    )
+
+
 def plan_build(
     lakehouse: _Lakehouse, raw: RawZone, fingerprint: str, full_refresh: bool, dimensions: dict[str, DataFrame],
-    published: PublishedBuild | None,
+    published: PublishedBuild | None, members_unchanged: bool = False,
 ) -> BuildPlan:
     """Incremental on top of the published build when that is sure to give the same tables as
-    a full build; otherwise full, with the reason."""
+    a full build; otherwise full, with the reason. ``members_unchanged``: see :func:`members_kept`."""
     if full_refresh:
         return BuildPlan.full("full refresh requested")
     if published is None:
@@ -256,7 +275,7 @@ def plan_build(
             return BuildPlan.full(f"raw {name} was reloaded or rewritten since version {base_version}")
     plan = BuildPlan(INCREMENTAL, f"new rows on top of version {base_version}", base_version,
                      published.snapshots, record)
-    why, newest = _why_not_incremental(lakehouse, raw, plan, dimensions)
+    why, newest = _why_not_incremental(lakehouse, raw, plan, dimensions, members_unchanged)
     if why:
         return BuildPlan.full(f"{why} (since version {base_version})")
     marks = [mark for mark in (record["settled_through"], newest) if mark is not None]
@@ -283,7 +302,7 @@ _CHANGED_ACCOUNTS, _ARRIVED_ACCOUNTS, _DROPPED_DAYS = "changed_accounts", "arriv
 
 
 def _why_not_incremental(
-    lakehouse: _Lakehouse, raw: RawZone, plan: BuildPlan, dimensions: dict[str, DataFrame]
+    lakehouse: _Lakehouse, raw: RawZone, plan: BuildPlan, dimensions: dict[str, DataFrame], members_unchanged: bool,
 ) -> tuple[str | None, int | None]:
     """The reason the published facts cannot be kept (or None), and the greatest new transaction id.
 
@@ -295,12 +314,14 @@ def _why_not_incremental(
       reloaded whole, as snapshots), or a published transaction whose account was unknown and
       has arrived;
     - a day the calendar lost (an account opened later than the first transaction, say).
+
+    The accounts are not compared when ``members_unchanged`` (the same raw snapshots make them).
     """
     mark = plan.base["settled_through"]
     kind, side = F.col("_kind"), F.col("_side")
 
     def tagged(frame: DataFrame, name: str, which: str, *columns: str) -> DataFrame:
-        keys = [F.col(c).cast("bigint").alias(f"_k{i}") for i, c in enumerate(columns)]
+        keys = [(F.col(columns[i]) if i < len(columns) else F.lit(None)).cast("bigint").alias(f"_k{i}") for i in range(2)]
         return frame.select(F.lit(name).alias("_kind"), F.lit(which).alias("_side"), *keys)
 
     late = F.lit(False) if mark is None else F.col("transaction_id") <= F.lit(mark)
@@ -314,13 +335,16 @@ def _why_not_incremental(
         .alias("_late"))
     accounts, calendar = _base_table(lakehouse, plan, "dim_accounts"), _base_table(lakehouse, plan, "dim_dates")
     compared = [
-        tagged(accounts, _CHANGED_ACCOUNTS, "base", "account_key", "customer_key"),
-        tagged(dimensions["dim_accounts"], _CHANGED_ACCOUNTS, "now", "account_key", "customer_key"),
-        tagged(accounts, _ARRIVED_ACCOUNTS, "base", "account_key"),
-        tagged(dimensions["dim_accounts"], _ARRIVED_ACCOUNTS, "now", "account_key"),
         tagged(calendar, _DROPPED_DAYS, "base", "date_key"),
         tagged(dimensions["dim_dates"], _DROPPED_DAYS, "now", "date_key"),
     ]
+    if not members_unchanged:
+        compared += [
+            tagged(accounts, _CHANGED_ACCOUNTS, "base", "account_key", "customer_key"),
+            tagged(dimensions["dim_accounts"], _CHANGED_ACCOUNTS, "now", "account_key", "customer_key"),
+            tagged(accounts, _ARRIVED_ACCOUNTS, "base", "account_key"),
+            tagged(dimensions["dim_accounts"], _ARRIVED_ACCOUNTS, "now", "account_key"),
+        ]
     rows = new_transactions.unionByName(new_events, allowMissingColumns=True)
     for frame in compared:
         rows = rows.unionByName(frame, allowMissingColumns=True)
@@ -400,13 +424,21 @@ def _write_history(
 ) -> dict[str, int]:
     """Bring ``spec``'s history, on ``branch`` from its ``published`` snapshot, up to the raw
     snapshot committed at ``extracted_at``: one MERGE of the changed members' rows, and no commit
-    at all when nothing changed. Returns the counts of what changed."""
+    at all when nothing changed; a history with no version yet gets every member's first one
+    appended. Returns the counts of what changed."""
     table = lakehouse.star(spec.table)
     empty = empty_history(spec, dimensions[spec.dimension])
     _ensure_table(lakehouse, table, _columns(empty.schema), properties=HISTORY_TABLE_PROPERTIES)
     _create_branch(lakehouse, table, branch, published)
     target = lakehouse.star(spec.table, branch)
-    versions = lakehouse.at(table, lakehouse.ref(table, branch)) if lakehouse.ref(table, branch) else empty
+    head = lakehouse.ref(table, branch)
+    if head is None or lakehouse.total_records(table, head) == 0:
+        # Nothing to compare with or merge into: one append, counted by its commit.
+        _writer(first_history(spec, dimensions, extracted_at), target).append()
+        head = lakehouse.ref(table, branch)
+        return {"new_versions": lakehouse.total_records(table, head) if head else 0,
+                "closed_versions": 0, "deleted_members": 0}
+    versions = lakehouse.at(table, head)
     # Computed once, and cut from the history it was read from: a MERGE whose source reads its own
     # target does not resolve in Spark.
     changes = history_changes(spec, versions, members(spec, dimensions), extracted_at).localCheckpoint()
@@ -456,6 +488,37 @@ def _write_balances(
     return days
 
 
+@dataclass(frozen=True)
+class _Start:
+    """What a build knows before it writes anything."""
+
+    lakehouse: _Lakehouse
+    raw: RawZone
+    fingerprint: str
+    dimensions: dict[str, DataFrame]
+    members_kept: bool
+    plan: BuildPlan
+
+
+def _start(spark: SparkSession, catalog: LakehouseCatalog, policy: PiiPolicy, published: PublishedBuild | None,
+           full_refresh: bool) -> _Start:
+    configure_session(spark, catalog)
+    lakehouse = _Lakehouse(spark, catalog)
+    raw = read_raw_zone(lakehouse)
+    fingerprint = transform_fingerprint(policy)
+    dimensions = build_dimensions(raw.tables, policy)
+    kept = members_kept(published, raw, fingerprint)
+    plan = plan_build(lakehouse, raw, fingerprint, full_refresh, dimensions, published, kept)
+    return _Start(lakehouse, raw, fingerprint, dimensions, kept, plan)
+
+
+def plan_next_build(spark: SparkSession, catalog: LakehouseCatalog, policy: PiiPolicy, *,
+                    published: PublishedBuild | None = None, full_refresh: bool = False) -> BuildPlan:
+    """How a build on top of ``published`` would go now (full or incremental, and why), writing
+    nothing: what `build_star_schema_version` decides first."""
+    return _start(spark, catalog, policy, published, full_refresh).plan
+
+
 def build_star_schema_version(
     spark: SparkSession,
     catalog: LakehouseCatalog,
@@ -469,13 +532,10 @@ def build_star_schema_version(
 ) -> BuildReport:
     """Write the star schema on the branch ``audit_<version>`` of each table (incrementally on top
     of ``published``, the build readers see, when it can), and audit what the branches hold."""
-    configure_session(spark, catalog)
     now = now or datetime.now(timezone.utc)
-    lakehouse = _Lakehouse(spark, catalog)
-    raw = read_raw_zone(lakehouse)
-    fingerprint = transform_fingerprint(policy)
-    dimensions = build_dimensions(raw.tables, policy)
-    plan = plan_build(lakehouse, raw, fingerprint, full_refresh, dimensions, published)
+    start = _start(spark, catalog, policy, published, full_refresh)
+    lakehouse, raw, fingerprint, dimensions, plan = (
+        start.lakehouse, start.raw, start.fingerprint, start.dimensions, start.plan)
     branch = audit_branch(version)
     base_snapshots = plan.base_snapshots or {}
     incremental = plan.mode == INCREMENTAL
@@ -487,19 +547,26 @@ def build_star_schema_version(
     if incremental:
         open_events = _above(open_events, "transaction_id", plan.base["settled_through"])
 
-    for name, frame in dimensions.items():
-        _ensure_table(lakehouse, lakehouse.star(name), _columns(frame.schema))
-        _create_branch(lakehouse, lakehouse.star(name), branch, base_snapshots.get(name))
-        _writer(frame, lakehouse.star(name, branch)).overwrite(F.lit(True))  # one commit replaces all
-
     # The histories and the balance snapshot go on from what readers see, whatever the mode: the
     # sources forget, so a full build cannot make them again.
     kept = published.snapshots if published else {}
-    extracted = {name: lakehouse.committed_at(lakehouse.raw(name), raw.snapshots[name]) for name in ("customers", "accounts")}
-    history_counts = {
-        spec.table: _write_history(lakehouse, spec, dimensions, branch, kept.get(spec.table), extracted[source])
-        for spec, source in ((CUSTOMER_HISTORY, "customers"), (ACCOUNT_HISTORY, "accounts"))
-    }
+    for name, frame in dimensions.items():
+        _ensure_table(lakehouse, lakehouse.star(name), _columns(frame.schema))
+        if start.members_kept and name in MEMBER_DIMENSIONS:  # the published rows are this build's
+            _create_branch(lakehouse, lakehouse.star(name), branch, kept[name])
+            continue
+        _create_branch(lakehouse, lakehouse.star(name), branch, base_snapshots.get(name))
+        _writer(frame, lakehouse.star(name, branch)).overwrite(F.lit(True))  # one commit replaces all
+
+    extracted = {name: lakehouse.committed_at(lakehouse.raw(name), raw.snapshots[name]) for name in MEMBER_SOURCES}
+    history_counts = {}
+    for spec, source in ((CUSTOMER_HISTORY, "customers"), (ACCOUNT_HISTORY, "accounts")):
+        if start.members_kept:  # no member changed since the published history
+            _create_branch(lakehouse, lakehouse.star(spec.table), branch, kept[spec.table])
+            history_counts[spec.table] = {"new_versions": 0, "closed_versions": 0, "deleted_members": 0}
+        else:
+            history_counts[spec.table] = _write_history(
+                lakehouse, spec, dimensions, branch, kept.get(spec.table), extracted[source])
     histories = {spec.table: lakehouse.at(lakehouse.star(spec.table), lakehouse.ref(lakehouse.star(spec.table), branch))
                  for spec in HISTORIES}
 
@@ -536,8 +603,11 @@ def build_star_schema_version(
     statistics = {name: base_settled[name] + new_statistics[name] for name in STATISTICS}
     settled = {name: base_settled[name] + new_statistics[f"settled_{name}"] for name in STATISTICS}
     statistics["unknown_account_rows"] = fact_audit.unknown_members.get("account_key", 0)
+    # Histories and dimensions of members kept as published: so are the measures their checks read.
+    histories_measured = (start.members_kept and published.record.get("history_measures")) or history_measures(
+        written.tables())
     checks = audit_outcomes(written, fact_audit, statistics, thresholds or QualityThresholds(), now, new_audit,
-                            balance_days if incremental else None)
+                            balance_days, histories_measured)
     row_counts = {name: lakehouse.total_records(lakehouse.star(name), snapshots[name]) for name in STAR_TABLES}
     return BuildReport(
         version=version, branch=branch, tables={name: catalog.analytics_table(name) for name in STAR_TABLES},
@@ -549,5 +619,6 @@ def build_star_schema_version(
             "fact_audit": fact_audit.to_dict(),
             "settled_statistics": settled,
             "settled_through": settled_through,
+            "history_measures": histories_measured,
         },
     )
