@@ -212,7 +212,6 @@ def _imported(validation: subprocess.CompletedProcess, names: tuple[str, ...]) -
 
 def test_dagster_validates_the_workspace(validation):
     assert validation.returncode == 0, validation.stdout + validation.stderr[-3000:]
-    assert "All code locations passed validation" in validation.stderr
 
 
 def test_dagster_validates_the_definitions_without_loading_pyspark(validation):
