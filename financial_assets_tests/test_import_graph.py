@@ -230,19 +230,29 @@ def test_dagster_validates_the_definitions_without_loading_what_only_a_run_uses(
     assert _imported(validation, RUN_TIME_LIBRARIES) == set()
 
 
-def test_a_constant_built_on_first_use_is_built_once_when_first_asked_for():
-    builds = []
-
+def _counted_build(builds: list) -> object:
     def build():
         builds.append(1)
         return {"SCHEMA": object()}
 
-    lookup = built_on_first_use("some.module", cache(build))
-    with pytest.raises(AttributeError):
-        lookup("__path__")  # what the import system asks every module
+    return cache(build)
+
+
+def test_a_constant_built_on_first_use_is_built_once_when_first_asked_for():
+    builds = []
+    lookup = built_on_first_use("some.module", _counted_build(builds))
     assert builds == []
 
     assert lookup("SCHEMA") is lookup("SCHEMA")
     assert builds == [1]
+
+
+def test_other_names_and_the_import_systems_look_ups_build_nothing_and_are_missing():
+    builds = []
+    lookup = built_on_first_use("some.module", _counted_build(builds))
+
+    with pytest.raises(AttributeError):
+        lookup("__path__")  # what the import system asks every module
+    assert builds == []
     with pytest.raises(AttributeError, match="some.module.*OTHER"):
         lookup("OTHER")
