@@ -81,7 +81,7 @@ $(PEER_INSTALLED): bench/peer-requirements.txt
 	touch $@
 
 # How long the code location and the CLI take to start, and whether they load PySpark.
-bench-startup: $(INSTALLED)
+bench-startup: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m bench.startup --repeat 3
 
 bench: $(BENCH_INSTALLED) $(PEER_INSTALLED)

@@ -5,6 +5,8 @@
 Prints, per command, the median wall and CPU seconds of N runs (children included) and whether
 PySpark was loaded. Issue 15's target: `dagster definitions validate` under 5 s on an idle
 2-core machine, with no PySpark; `financial-assets` commands that need no Spark never load it.
+`make bench-startup` runs it with the Makefile's DAGSTER_HOME (var/dagster): without one, validate
+makes a temporary instance and creates its SQLite tables, about half a second more.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def measure(program: str) -> tuple[float, float, bool]:
     completed = subprocess.run([sys.executable, "-c", _PYSPARK_LOADED + program], cwd=REPO_ROOT,
                                capture_output=True, text=True, timeout=300)
     wall, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
+    if completed.returncode != 0:  # the time of a failure says nothing (e.g. DAGSTER_HOME missing)
+        raise SystemExit(f"bench.startup: failed: {program}\n{completed.stderr[-2000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     lines = completed.stderr.strip().splitlines()
     return wall, cpu, bool(lines) and lines[-1] == "True"

@@ -11,6 +11,7 @@ from financial_assets.query import defects as defects_cli
 from financial_assets.sample_data import cli as seed_cli
 from financial_assets.lakehouse.catalog import CatalogUnavailableError
 from financial_assets.settings import SettingsError
+from financial_assets.sources.errors import SourceUnavailableError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args) or 0
     except (SettingsError, CatalogUnavailableError, ConnectionError) as error:
-        if isinstance(error, ConnectionError) and not _is_source_unavailable(error):
+        if isinstance(error, ConnectionError) and not isinstance(error, SourceUnavailableError):
             raise
         # Configuration and connectivity problems are the user's to fix: one line, no traceback.
         print(f"financial-assets: {error}", file=sys.stderr)
@@ -40,14 +41,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("financial-assets: interrupted", file=sys.stderr)
         return 130
-
-
-def _is_source_unavailable(error: ConnectionError) -> bool:
-    # Not imported at the top: `financial_assets.sources` loads the database drivers, which
-    # `query` does not need; a SourceUnavailableError raised means it is loaded already.
-    from financial_assets.sources.errors import SourceUnavailableError
-
-    return isinstance(error, SourceUnavailableError)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,12 @@ import ast
 import os
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 
+import pytest
+
+from financial_assets.lazy_names import built_on_first_use
 from financial_assets_tests.conftest import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "financial_assets"
@@ -21,8 +25,8 @@ PACKAGE = REPO_ROOT / "financial_assets"
 # Lowest first. A module may import modules of its own layer and of the layers below, never above.
 # A module belongs to the layer of the longest prefix that names it.
 LAYERS = (
-    # Names, settings and code digests: the standard library only.
-    ("", "settings", "lakehouse.catalog", "lakehouse.tables", "code_versions"),
+    # Names, settings, code digests and constants built on first use: the standard library only.
+    ("", "settings", "lakehouse.catalog", "lakehouse.tables", "code_versions", "lazy_names"),
     # Pure code (no Dagster): the Spark transform and its audit, the source connections.
     ("transform", "quality", "sources", "sample_data"),
     # The lakehouse's state: Iceberg reads and writes, extraction into it, its readers.
@@ -182,19 +186,73 @@ def _run(*command: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
-# `dagster definitions validate`, run so that it prints the modules it imported as it exits.
+# `dagster definitions validate` of the workspace `dagster dev` loads, run so that it prints the
+# modules it imported as it exits.
 _VALIDATE = """
 import atexit, runpy, sys
 atexit.register(lambda: print("IMPORTED", *sorted(sys.modules), file=sys.stderr))
-sys.argv = ["dagster", "definitions", "validate", "-m", "financial_assets.definitions"]
+sys.argv = ["dagster", "definitions", "validate", "-w", "workspace.yaml"]
 runpy.run_module("dagster", run_name="__main__", alter_sys=True)
 """
 
 
-def test_dagster_validates_the_definitions_without_loading_pyspark():
-    completed = _run(sys.executable, "-c", _VALIDATE)
+@pytest.fixture(scope="module")
+def validation() -> subprocess.CompletedProcess:
+    """One run of `dagster definitions validate` (seconds) for the tests below."""
+    return _run(sys.executable, "-c", _VALIDATE)
 
-    assert completed.returncode == 0, completed.stdout + completed.stderr[-3000:]
-    imported = set(completed.stderr.rsplit("IMPORTED", 1)[1].split())
+
+def _imported(validation: subprocess.CompletedProcess, names: tuple[str, ...]) -> set[str]:
+    """The modules of the top-level packages ``names`` that a successful validation imported."""
+    assert validation.returncode == 0, validation.stdout + validation.stderr[-3000:]
+    imported = set(validation.stderr.rsplit("IMPORTED", 1)[1].split())
     assert "financial_assets.definitions" in imported
-    assert not {m for m in imported if m.split(".")[0] in ("pyspark", "py4j", "dagster_pyspark")}
+    return {m for m in imported if m.split(".")[0] in names}
+
+
+def test_dagster_validates_the_workspace(validation):
+    assert validation.returncode == 0, validation.stdout + validation.stderr[-3000:]
+
+
+def test_dagster_validates_the_definitions_without_loading_pyspark(validation):
+    assert _imported(validation, ("pyspark", "py4j", "dagster_pyspark")) == set()
+
+
+# Libraries only a run uses: the steps and resources import them when they run, so that loading
+# the code location (the UI, the daemon, every run's process, `validate`) stays within issue 15's 5 s.
+RUN_TIME_LIBRARIES = (
+    "pyiceberg", "pyarrow", "numpy", "duckdb", "slack_sdk", "dagster_slack", "pymongo", "bson", "psycopg2",
+    "boto3", "dagster_aws",
+)
+
+
+def test_dagster_validates_the_definitions_without_loading_what_only_a_run_uses(validation):
+    assert _imported(validation, RUN_TIME_LIBRARIES) == set()
+
+
+def _counted_build(builds: list) -> object:
+    def build():
+        builds.append(1)
+        return {"SCHEMA": object()}
+
+    return cache(build)
+
+
+def test_a_constant_built_on_first_use_is_built_once_when_first_asked_for():
+    builds = []
+    lookup = built_on_first_use("some.module", _counted_build(builds))
+    assert builds == []
+
+    assert lookup("SCHEMA") is lookup("SCHEMA")
+    assert builds == [1]
+
+
+def test_other_names_and_the_import_systems_look_ups_build_nothing_and_are_missing():
+    builds = []
+    lookup = built_on_first_use("some.module", _counted_build(builds))
+
+    with pytest.raises(AttributeError):
+        lookup("__path__")  # what the import system asks every module
+    assert builds == []
+    with pytest.raises(AttributeError, match="some.module.*OTHER"):
+        lookup("OTHER")

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from dagster import ConfigurableResource
-from dagster_slack import SlackResource
 from pydantic import Field
 
 from financial_assets.alerts.alert import ERROR, Alert
@@ -44,8 +43,10 @@ class AlertsResource(ConfigurableResource):
     )
     webhook_timeout_s: float = Field(default=5.0, description="Seconds to wait for the webhook.")
     webhook_retry_delay_s: float = Field(default=1.0, description="Pause before the one retry.")
-    slack: SlackResource | None = Field(
-        default=None, description="Slack client (token from FIN_SLACK_TOKEN); with slack_channel."
+    # A `dagster_slack.SlackResource`, typed by its base class: naming it here would import
+    # slack_sdk (a quarter of a second) whenever the code location loads, Slack configured or not.
+    slack: ConfigurableResource | None = Field(
+        default=None, description="dagster_slack SlackResource (token from FIN_SLACK_TOKEN); with slack_channel."
     )
     slack_channel: str | None = Field(default=None, description="Slack channel (FIN_SLACK_CHANNEL).")
 

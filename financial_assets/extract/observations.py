@@ -1,19 +1,20 @@
 """What a source holds now, in one cheap look: its row count and its newest value.
 
 What the source assets' observations record (`financial_assets/source_assets`), so the UI
-shows how fresh each source is before anything is extracted. No Dagster import.
+shows how fresh each source is before anything is extracted. No Dagster import; the source
+drivers and the loads are imported when an observation runs, not when the code location loads.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-from psycopg2 import sql
-from pymongo.collection import Collection
+from financial_assets.extract.contracts import TableContract
 
-from financial_assets.extract.contracts import UTC_TIMESTAMP, TableContract
-from financial_assets.extract.loads import collection_size
+if TYPE_CHECKING:
+    from pymongo.collection import Collection
 
 
 @dataclass(frozen=True)
@@ -34,13 +35,15 @@ class SourceObservation:
 def observe_table(connection, contract: TableContract) -> SourceObservation:
     """One pass over the table for both numbers (the sources have no index beyond their primary
     keys, so a `max` of a time column is a scan anyway; `count(*)` shares it)."""
+    from psycopg2 import sql
+
     query = sql.SQL("SELECT count(*), max({}) FROM {}").format(
         sql.Identifier(contract.newest_column), sql.Identifier(contract.table)
     )
     with connection.cursor() as cursor:
         cursor.execute(query)
         rows, newest = cursor.fetchone()
-    if newest is not None and contract.columns[contract.newest_column] == UTC_TIMESTAMP:
+    if newest is not None and contract.column_types[contract.newest_column] == "UTC_TIMESTAMP":
         newest = newest.replace(tzinfo=timezone.utc)  # TIMESTAMP without zone, written in UTC
     return SourceObservation(rows=rows, newest_column=contract.newest_column, newest=newest)
 
@@ -48,6 +51,8 @@ def observe_table(connection, contract: TableContract) -> SourceObservation:
 def observe_collection(collection: Collection) -> SourceObservation:
     """The collection's size from its statistics, and the time in its greatest `_id` (an
     ObjectId starts with the second it was made): one step down the `_id` index."""
+    from financial_assets.extract.loads import collection_size
+
     newest = collection.find_one({}, projection={"_id": 1}, sort=[("_id", -1)])
     return SourceObservation(
         rows=collection_size(collection),

@@ -22,11 +22,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-
-import pyarrow as pa
+from functools import cache
+from typing import TYPE_CHECKING
 
 from financial_assets.lakehouse.catalog import TABLE_PROPERTIES, LakehouseCatalog
 from financial_assets.lakehouse.tables import BUILDS, PUBLICATIONS, publication_tag
+from financial_assets.lazy_names import built_on_first_use
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 DEFAULT_KEEP = 5
 PUBLISH, ROLLBACK, COMPACTION = "publish", "rollback", "compaction"
@@ -36,26 +40,36 @@ class PublicationError(RuntimeError):
     """A build cannot be published: it is unknown, incomplete or failed a blocking check."""
 
 
-# What a build appends to `star_schema_builds` (`record_build`).
-BUILDS_SCHEMA = pa.schema([
-    pa.field("version", pa.string(), nullable=False),
-    pa.field("built_at", pa.timestamp("us", tz="UTC"), nullable=False),
-    pa.field("mode", pa.string()),
-    pa.field("mode_reason", pa.string()),
-    pa.field("branch", pa.string()),
-    pa.field("snapshots", pa.map_(pa.string(), pa.int64())),
-    pa.field("row_counts", pa.map_(pa.string(), pa.int64())),
-    pa.field("checks", pa.string()),  # JSON: [{"asset", "name", "passed", "severity"}]
-    pa.field("record", pa.string()),  # JSON: what an incremental build on top of this one needs
-])
+@cache
+def _schemas() -> dict[str, pa.Schema]:
+    """The Arrow schemas of the two tables, built on first use (see `financial_assets.lazy_names`):
+    ``BUILDS_SCHEMA``, what a build appends to `star_schema_builds` (`record_build`), and
+    ``PUBLICATIONS_SCHEMA``, what a publication appends to `star_schema_publications`."""
+    import pyarrow as pa
 
-PUBLICATIONS_SCHEMA = pa.schema([
-    pa.field("version", pa.string(), nullable=False),
-    pa.field("published_at", pa.timestamp("us", tz="UTC"), nullable=False),
-    pa.field("kind", pa.string(), nullable=False),
-    pa.field("run_id", pa.string()),
-    pa.field("snapshots", pa.map_(pa.string(), pa.int64())),
-])
+    return {
+        "BUILDS_SCHEMA": pa.schema([
+            pa.field("version", pa.string(), nullable=False),
+            pa.field("built_at", pa.timestamp("us", tz="UTC"), nullable=False),
+            pa.field("mode", pa.string()),
+            pa.field("mode_reason", pa.string()),
+            pa.field("branch", pa.string()),
+            pa.field("snapshots", pa.map_(pa.string(), pa.int64())),
+            pa.field("row_counts", pa.map_(pa.string(), pa.int64())),
+            pa.field("checks", pa.string()),  # JSON: [{"asset", "name", "passed", "severity"}]
+            pa.field("record", pa.string()),  # JSON: what an incremental build on top of this one needs
+        ]),
+        "PUBLICATIONS_SCHEMA": pa.schema([
+            pa.field("version", pa.string(), nullable=False),
+            pa.field("published_at", pa.timestamp("us", tz="UTC"), nullable=False),
+            pa.field("kind", pa.string(), nullable=False),
+            pa.field("run_id", pa.string()),
+            pa.field("snapshots", pa.map_(pa.string(), pa.int64())),
+        ]),
+    }
+
+
+__getattr__ = built_on_first_use(__name__, _schemas)
 
 
 @dataclass(frozen=True)
@@ -157,10 +171,12 @@ def kept_versions(catalog: LakehouseCatalog, keep: int = DEFAULT_KEEP) -> list[s
 
 def record_build(catalog: LakehouseCatalog, row: dict) -> None:
     """Append one build's row (the columns of :data:`BUILDS_SCHEMA`) to the builds table."""
-    _append(catalog, BUILDS, BUILDS_SCHEMA, row)
+    _append(catalog, BUILDS, _schemas()["BUILDS_SCHEMA"], row)
 
 
 def _append(catalog: LakehouseCatalog, name: str, schema: pa.Schema, row: dict) -> None:
+    import pyarrow as pa
+
     table = catalog.load().create_table_if_not_exists(
         catalog.analytics_table(name), schema=schema, properties=TABLE_PROPERTIES)
     table.append(pa.Table.from_pylist([row], schema=schema))
@@ -168,7 +184,7 @@ def _append(catalog: LakehouseCatalog, name: str, schema: pa.Schema, row: dict) 
 
 def record_publication(catalog: LakehouseCatalog, publication: Publication) -> None:
     """Append ``publication`` to the publications table: the commit point readers follow."""
-    _append(catalog, PUBLICATIONS, PUBLICATIONS_SCHEMA, {
+    _append(catalog, PUBLICATIONS, _schemas()["PUBLICATIONS_SCHEMA"], {
         "version": publication.version,
         "published_at": publication.published_at,
         "kind": publication.kind,

@@ -7,6 +7,7 @@ together or not at all. This replaces the original pipeline's AWS DMS full-load 
 
 
 import time
+from typing import TYPE_CHECKING
 
 from dagster import (
     AssetCheckResult,
@@ -33,21 +34,16 @@ from financial_assets.extract.contracts import (
     TRANSACTIONS,
     TableContract,
 )
-from financial_assets.extract.loads import (
-    QUARANTINE_TABLE,
-    LoadReport,
-    SchemaDriftError,
-    SourceResetError,
-    count_source_documents,
-    count_source_rows,
-    load_documents,
-    load_postgres_table,
-)
 from financial_assets.ownership import OWNERS, RAW, asset_tags
 from financial_assets.raw.metadata import load_metadata
 from financial_assets.resources import DocumentStoreResource, LakehouseResource, PostgresResource
 from financial_assets.settings import source_retry_delay_s
 from financial_assets.source_assets import SOURCE_KEYS
+
+if TYPE_CHECKING:
+    # The loads (pyarrow, PyIceberg, the source drivers) are imported by the steps that run them,
+    # not when the code location loads.
+    from financial_assets.extract.loads import LoadReport
 
 # A source that is briefly unreachable (failover, network blip) is retried 3 times, after
 # FIN_SOURCE_RETRY_DELAY_S (default 2 s: 2, 6, 14 s, each +/- 2 s). So is a load whose Iceberg
@@ -82,7 +78,7 @@ RECONCILES = "reconciles_with_source"
 RECONCILES_DESCRIPTION = "Source rows up to the high-water mark = raw rows + quarantined rows: nothing lost."
 
 
-def _reconciliation(report: LoadReport, source_rows: int) -> AssetCheckResult:
+def _reconciliation(report: "LoadReport", source_rows: int) -> AssetCheckResult:
     return AssetCheckResult(
         check_name=RECONCILES,
         passed=source_rows == report.raw_and_quarantined_rows,
@@ -131,6 +127,13 @@ def _postgres_raw_asset(contract: TableContract, description: str) -> AssetsDefi
         postgres: PostgresResource,
         lakehouse: LakehouseResource,
     ) -> MaterializeResult:
+        from financial_assets.extract.loads import (
+            SchemaDriftError,
+            SourceResetError,
+            count_source_rows,
+            load_postgres_table,
+        )
+
         catalog = lakehouse.catalog()
         try:
             with postgres.connect() as connection:
@@ -206,6 +209,8 @@ def raw_transaction_events(
     `raw.transaction_events`. Documents that break it land in `raw.transaction_events_quarantine`
     with the reason and the original document as JSON. `_id` becomes the string `event_id`;
     `geolocation` keeps its {country, city} structure."""
+    from financial_assets.extract.loads import QUARANTINE_TABLE, count_source_documents, load_documents
+
     catalog = lakehouse.catalog()
     quarantine = catalog.raw_table(QUARANTINE_TABLE)
     with document_store.connect() as database:

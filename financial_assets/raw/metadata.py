@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
+from typing import TYPE_CHECKING
+
 from dagster import MetadataValue, TableColumn, TableSchema
 
-from financial_assets.extract.loads import LoadReport
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from financial_assets.extract.loads import LoadReport
 
 MASK = "•••"
 

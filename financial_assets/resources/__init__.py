@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dagster import EnvVar
-from dagster_slack import SlackResource
 
 from financial_assets.alerts import AlertsResource
 from financial_assets.lakehouse.catalog import LakehouseCatalog
@@ -51,7 +50,7 @@ def deployment_resources(settings: Settings) -> dict:
         "alerts": AlertsResource(
             alert_log_path=settings.alert_log_path,
             webhook_url=_secret(settings, "alert_webhook_url"),
-            slack=SlackResource(token=_secret(settings, "slack_token")) if settings.slack_token else None,
+            slack=_slack(settings),
             slack_channel=settings.slack_channel,
         ),
     }
@@ -89,6 +88,16 @@ def local_pipeline_resources(
     if mongo_url:
         resources["document_store"] = DocumentStoreResource(url=mongo_url, database=mongo_database)
     return resources
+
+
+def _slack(settings: Settings):
+    """Slack's client when its token is set. Imported only then: dagster_slack loads slack_sdk,
+    a quarter of a second on every load of the code location."""
+    if not settings.slack_token:
+        return None
+    from dagster_slack import SlackResource
+
+    return SlackResource(token=_secret(settings, "slack_token"))
 
 
 def _star_schema_engine(settings: Settings):

@@ -5,7 +5,6 @@ from pydantic import Field
 
 from financial_assets.lakehouse.catalog import LakehouseCatalog
 from financial_assets.lakehouse.publication import Publication
-from financial_assets.query.catalogs import check_readers, refresh_readers
 
 
 class ReaderCatalogResource(ConfigurableResource):
@@ -17,9 +16,14 @@ class ReaderCatalogResource(ConfigurableResource):
 
     def refresh(self, catalog: LakehouseCatalog, publication: Publication) -> list[str]:
         """Bring every reader onto ``publication``; returns what was refreshed, for the log."""
+        # The readers' code (DuckDB) is imported by the steps that tell them, not with the code location.
+        from financial_assets.query.catalogs import refresh_readers
+
         return refresh_readers(catalog, publication, self.duckdb_path)
 
     def check(self, catalog: LakehouseCatalog) -> None:
         """Before committing a publication: refuses (LakehouseMismatchError) a DuckDB file that
         follows another lakehouse."""
+        from financial_assets.query.catalogs import check_readers
+
         check_readers(catalog, self.duckdb_path)

@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
-import psycopg2.extensions
 from dagster import ConfigurableResource
 from pydantic import Field
 
 from financial_assets.settings import redact_url
 from financial_assets.sources import connect_postgres
 from financial_assets.sources.secrets import source_url_from_secret
+
+if TYPE_CHECKING:
+    import psycopg2.extensions
 
 
 class PostgresResource(ConfigurableResource):

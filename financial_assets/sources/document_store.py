@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import pymongo
-import pymongo.database
-import pymongo.errors
+from typing import TYPE_CHECKING
 
 from financial_assets.settings import redact_url
 from financial_assets.sources.errors import SourceUnavailableError
+
+if TYPE_CHECKING:
+    import pymongo.database
 
 
 @contextmanager
@@ -18,6 +18,10 @@ def connect_document_store(
     url: str, database: str, timeout_s: float = 10.0
 ) -> Iterator[pymongo.database.Database]:
     """The named database, after a ping proves the server answers; the client is always closed."""
+    # Imported here: the driver loads with a connection, not with every module that names the sources.
+    import pymongo
+    import pymongo.errors
+
     client: pymongo.MongoClient = pymongo.MongoClient(
         url,
         serverSelectionTimeoutMS=int(timeout_s * 1000),

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import psycopg2
-import psycopg2.extensions
+from typing import TYPE_CHECKING
 
 from financial_assets.settings import redact_url
 from financial_assets.sources.errors import SourceUnavailableError
+
+if TYPE_CHECKING:
+    import psycopg2.extensions
 
 
 @contextmanager
 def connect_postgres(url: str, connect_timeout_s: int = 10) -> Iterator[psycopg2.extensions.connection]:
     """A connection that commits on success, rolls back on error and is always closed."""
+    # Imported here: the driver loads with a connection, not with every module that names the sources.
+    import psycopg2
+
     try:
         connection = psycopg2.connect(
             url, connect_timeout=connect_timeout_s, application_name="financial_assets"
