@@ -17,6 +17,7 @@ its rows carry, so several lakehouses can share one catalog database without see
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -112,9 +113,10 @@ class LakehouseCatalog:
 
     def load(self):
         """The PyIceberg catalog (one per process and setting: it holds a connection pool)."""
-        if self not in _OPEN:
-            _OPEN[self] = _load_catalog(self)
-        return _OPEN[self]
+        with _OPENING:  # a build's threads may ask at once
+            if self not in _OPEN:
+                _OPEN[self] = _load_catalog(self)
+            return _OPEN[self]
 
     def close(self) -> None:
         """Release the PyIceberg catalog's database connections (a later `load` reopens)."""
@@ -174,6 +176,7 @@ def _redacted(url: str) -> str:
 
 
 _OPEN: dict[LakehouseCatalog, object] = {}
+_OPENING = threading.Lock()
 
 
 def _load_catalog(catalog: LakehouseCatalog):

@@ -41,6 +41,7 @@ from financial_assets.quality.history_checks import (
     version_key_outcome,
 )
 from financial_assets.quality.specs import ERROR, STAR_CHECKS, WARN, CheckOutcome, QualityThresholds, outcome_of
+from financial_assets.transform.concurrency import concurrently
 from financial_assets.transform.star_schema import UNKNOWN_KEY, RawTables, StarSchema
 
 SAMPLE_KEYS = 5  # sample transaction ids per defect check: the latest flagged
@@ -370,19 +371,28 @@ def fact_outcomes(
     ]
 
 
+def table_outcomes(
+    star: StarSchema, balance_days: list[int] | None = None, histories: dict[str, dict[str, int]] | None = None,
+) -> tuple[list[CheckOutcome], dict[str, dict[str, int]]]:
+    """The checks that read whole tables (the dimensions, the histories, the balance snapshot),
+    their queries run at once, and the `history_measures` they used (measured here unless
+    ``histories`` gives them). ``balance_days``: see `balance_outcomes`."""
+    dimensions, measured, balances = concurrently(
+        lambda: dimension_outcomes(star),
+        lambda: histories if histories is not None else history_measures(star.tables()),
+        lambda: balance_outcomes(star.fact_account_balances_daily, star.fact_transactions, balance_days),
+    )
+    return dimensions + history_outcomes(measured) + balances, measured
+
+
 def audit_outcomes(
     star: StarSchema, facts: FactAudit, statistics: dict[str, int], thresholds: QualityThresholds, now: datetime,
-    new_facts: FactAudit | None = None, balance_days: list[int] | None = None,
-    histories: dict[str, dict[str, int]] | None = None,
+    new_facts: FactAudit | None = None, *, tables: list[CheckOutcome] | None = None,
 ) -> list[CheckOutcome]:
-    """Every check of STAR_CHECKS, once each (``new_facts``: see `fact_outcomes`; ``balance_days``:
-    the balance snapshot's days the build wrote, see `balance_outcomes`; ``histories``: the
-    `history_measures` of the histories, measured here when not given)."""
-    outcomes = (
-        dimension_outcomes(star) + fact_outcomes(facts, statistics, thresholds, now, new_facts)
-        + history_outcomes(histories if histories is not None else history_measures(star.tables()))
-        + balance_outcomes(star.fact_account_balances_daily, star.fact_transactions, balance_days)
-    )
+    """Every check of STAR_CHECKS, once each (``new_facts``: see `fact_outcomes`; ``tables``: what
+    `table_outcomes` found, measured here when not given)."""
+    tables = tables if tables is not None else table_outcomes(star)[0]
+    outcomes = tables + fact_outcomes(facts, statistics, thresholds, now, new_facts)
     produced = [(o.asset, o.name) for o in outcomes]
     assert sorted(produced) == sorted((s.asset, s.name) for s in STAR_CHECKS), "checks produced != checks declared"
     return outcomes
@@ -405,5 +415,6 @@ __all__ = [
     "FactAudit",
     "audit_facts",
     "audit_outcomes",
+    "table_outcomes",
     "run_star_checks",
 ]

@@ -38,8 +38,8 @@ from financial_assets.lakehouse.catalog import TABLE_PROPERTIES as CATALOG_TABLE
 from financial_assets.lakehouse.catalog import LakehouseCatalog
 from financial_assets.lakehouse.tables import RAW_TABLES, STAR_TABLES, audit_branch
 from financial_assets.quality.specs import CheckOutcome, QualityThresholds
-from financial_assets.quality.history_checks import history_measures
-from financial_assets.quality.star_checks import FactAudit, audit_facts, audit_outcomes
+from financial_assets.quality.star_checks import FactAudit, audit_facts, audit_outcomes, table_outcomes
+from financial_assets.transform.concurrency import concurrently
 from financial_assets.transform.history import (
     ACCOUNT_HISTORY,
     BALANCES,
@@ -438,10 +438,8 @@ def _write_history(
         head = lakehouse.ref(table, branch)
         return {"new_versions": lakehouse.total_records(table, head) if head else 0,
                 "closed_versions": 0, "deleted_members": 0}
-    versions = lakehouse.at(table, head)
-    # Computed once, and cut from the history it was read from: a MERGE whose source reads its own
-    # target does not resolve in Spark.
-    changes = history_changes(spec, versions, members(spec, dimensions), extracted_at).localCheckpoint()
+    changes = history_changes(spec, lakehouse.at(table, head), members(spec, dimensions), extracted_at)
+    # Counted first: most builds find no change, and then that one query is all they run.
     counted = {(r["_action"], r["is_deleted"]): r["count"] for r in changes.groupBy("_action", "is_deleted").count().collect()}
     found = {
         "new_versions": counted.get((INSERT, False), 0),
@@ -449,6 +447,9 @@ def _write_history(
         "deleted_members": sum(n for (action, deleted), n in counted.items() if action != INSERT and deleted),
     }
     if any(found.values()):
+        # Cut from the history it was read from: a MERGE whose source reads its own target does
+        # not resolve in Spark.
+        changes = changes.localCheckpoint()
         view = f"history_changes_{spec.table}_{branch}"
         changes.createOrReplaceTempView(view)
         try:
@@ -550,23 +551,29 @@ def build_star_schema_version(
     # The histories and the balance snapshot go on from what readers see, whatever the mode: the
     # sources forget, so a full build cannot make them again.
     kept = published.snapshots if published else {}
-    for name, frame in dimensions.items():
+    extracted = {name: lakehouse.committed_at(lakehouse.raw(name), raw.snapshots[name]) for name in MEMBER_SOURCES}
+
+    def write_dimension(name: str, frame: DataFrame) -> None:
         _ensure_table(lakehouse, lakehouse.star(name), _columns(frame.schema))
         if start.members_kept and name in MEMBER_DIMENSIONS:  # the published rows are this build's
             _create_branch(lakehouse, lakehouse.star(name), branch, kept[name])
-            continue
+            return
         _create_branch(lakehouse, lakehouse.star(name), branch, base_snapshots.get(name))
         _writer(frame, lakehouse.star(name, branch)).overwrite(F.lit(True))  # one commit replaces all
 
-    extracted = {name: lakehouse.committed_at(lakehouse.raw(name), raw.snapshots[name]) for name in MEMBER_SOURCES}
-    history_counts = {}
-    for spec, source in ((CUSTOMER_HISTORY, "customers"), (ACCOUNT_HISTORY, "accounts")):
+    def write_history(spec: HistorySpec, source: str) -> dict[str, int]:
         if start.members_kept:  # no member changed since the published history
             _create_branch(lakehouse, lakehouse.star(spec.table), branch, kept[spec.table])
-            history_counts[spec.table] = {"new_versions": 0, "closed_versions": 0, "deleted_members": 0}
-        else:
-            history_counts[spec.table] = _write_history(
-                lakehouse, spec, dimensions, branch, kept.get(spec.table), extracted[source])
+            return {"new_versions": 0, "closed_versions": 0, "deleted_members": 0}
+        return _write_history(lakehouse, spec, dimensions, branch, kept.get(spec.table), extracted[source])
+
+    # Each table on its own branch and commit: the dimensions and the histories are written at once.
+    *_, customer_changes, account_changes = concurrently(
+        *[lambda name=name, frame=frame: write_dimension(name, frame) for name, frame in dimensions.items()],
+        lambda: write_history(CUSTOMER_HISTORY, "customers"),
+        lambda: write_history(ACCOUNT_HISTORY, "accounts"),
+    )
+    history_counts = {CUSTOMER_HISTORY.table: customer_changes, ACCOUNT_HISTORY.table: account_changes}
     histories = {spec.table: lakehouse.at(lakehouse.star(spec.table), lakehouse.ref(lakehouse.star(spec.table), branch))
                  for spec in HISTORIES}
 
@@ -586,28 +593,27 @@ def build_star_schema_version(
     snapshots = {name: lakehouse.ref(lakehouse.star(name), branch) for name in STAR_TABLES}
     # The audit reads what the branches hold, not the plan that wrote them.
     written = StarSchema(**{name: lakehouse.at(lakehouse.star(name), snapshots[name]) for name in STAR_TABLES})
-    if incremental:
-        new_rows = lakehouse.appended(lakehouse.star("fact_transactions"), base_snapshots["fact_transactions"],
-                                      snapshots["fact_transactions"])
-        new_audit = audit_facts(new_rows, written, new_transactions, now)
-        fact_audit = FactAudit.from_dict(plan.base["fact_audit"]) + new_audit
-    else:
-        new_audit = fact_audit = audit_facts(written.fact_transactions, written, raw.tables.transactions, now)
-
-    if incremental:  # the plan measured it, from the new rows alone
+    if incremental:  # the new facts, and the settled mark the plan measured from the new rows alone
+        audited = lakehouse.appended(lakehouse.star("fact_transactions"), base_snapshots["fact_transactions"],
+                                     snapshots["fact_transactions"])
         settled_through = plan.settled_through
     else:
+        audited = written.fact_transactions
         settled_through = raw.tables.transactions.agg(F.max("transaction_id")).first()[0]
-    new_statistics = event_statistics(new_transactions, open_events, settled_through)
+    # Histories and dimensions of members kept as published: so are the measures their checks read.
+    known_measures = (start.members_kept and published.record.get("history_measures")) or None
+    new_audit, new_statistics, (table_checks, histories_measured) = concurrently(
+        lambda: audit_facts(audited, written, new_transactions, now),
+        lambda: event_statistics(new_transactions, open_events, settled_through),
+        lambda: table_outcomes(written, balance_days, known_measures),
+    )
+    fact_audit = FactAudit.from_dict(plan.base["fact_audit"]) + new_audit if incremental else new_audit
     base_settled = plan.base["settled_statistics"] if incremental else {name: 0 for name in STATISTICS}
     statistics = {name: base_settled[name] + new_statistics[name] for name in STATISTICS}
     settled = {name: base_settled[name] + new_statistics[f"settled_{name}"] for name in STATISTICS}
     statistics["unknown_account_rows"] = fact_audit.unknown_members.get("account_key", 0)
-    # Histories and dimensions of members kept as published: so are the measures their checks read.
-    histories_measured = (start.members_kept and published.record.get("history_measures")) or history_measures(
-        written.tables())
     checks = audit_outcomes(written, fact_audit, statistics, thresholds or QualityThresholds(), now, new_audit,
-                            balance_days, histories_measured)
+                            tables=table_checks)
     row_counts = {name: lakehouse.total_records(lakehouse.star(name), snapshots[name]) for name in STAR_TABLES}
     return BuildReport(
         version=version, branch=branch, tables={name: catalog.analytics_table(name) for name in STAR_TABLES},

@@ -129,14 +129,12 @@ def build_dim_accounts(accounts: DataFrame, customers: DataFrame) -> DataFrame:
 
 
 def build_dim_dates(accounts: DataFrame, transactions: DataFrame) -> DataFrame:
-    openings = accounts.agg(
-        F.min(F.to_date("opened_at")).alias("first_opening"),
-        F.max(F.to_date("opened_at")).alias("last_opening"),
-    )
-    activity = transactions.agg(
-        F.min(F.to_date("timestamp")).alias("first_transaction"),
-        F.max(F.to_date("timestamp")).alias("last_transaction"),
-    )
+    # The day of the least time, not the least day: a plain min/max of a column is what Iceberg
+    # answers from its files' statistics (aggregate push-down) instead of reading every row.
+    openings = accounts.agg(F.min("opened_at").alias("first"), F.max("opened_at").alias("last")).select(
+        F.to_date("first").alias("first_opening"), F.to_date("last").alias("last_opening"))
+    activity = transactions.agg(F.min("timestamp").alias("first"), F.max("timestamp").alias("last")).select(
+        F.to_date("first").alias("first_transaction"), F.to_date("last").alias("last_transaction"))
     first = F.coalesce("first_opening", "first_transaction")
     last = F.coalesce("last_transaction", "last_opening")
     days = openings.crossJoin(activity).select(
