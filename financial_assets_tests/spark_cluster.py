@@ -94,6 +94,7 @@ class SparkCluster(_Servers):
     def __init__(self, directory: Path, workers: int = 2, worker_cores: int = 1, worker_memory: str = "1g",
                  environment: Mapping[str, str] | None = None, timeout_s: float = 120):
         super().__init__(directory, environment)
+        self.workers = workers
         self.port, self.webui_port = free_port(), free_port()
         self.master_url = f"spark://127.0.0.1:{self.port}"
         # No REST submission server: nothing here submits through it, and it would take port 6066.
@@ -129,7 +130,7 @@ class SparkCluster(_Servers):
         """Each worker's executors' logs (stderr) of one application, by worker number."""
         return {
             number: sorted(self.work_dir(number).glob(f"{application_id}/*/stderr"))
-            for number in range(1, len(self.logs))  # the first log is the master's
+            for number in range(1, self.workers + 1)
         }
 
 

@@ -90,7 +90,12 @@ def run_twice(server_settings, moto_endpoint: str, tmp_path, engine: dict[str, s
 
 @dataclass(frozen=True)
 class ClusterRuns(Runs):
-    applications: list[str]  # the Spark application of each run, in order
+    applications: list[dict]  # the master's record of each run's Spark application, in order
+
+
+# The operator's settings for the cluster's applications, where spark-submit reads them: sized for
+# this cluster's 1 GB workers and tiny data (docs/scale-out.md sizes real ones).
+SPARK_DEFAULTS = {"spark.executor.memory": "768m", "spark.sql.shuffle.partitions": "4"}
 
 
 @pytest.fixture(scope="module")
@@ -102,11 +107,16 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cluster_runs(cluster, server_settings, moto_endpoint, tmp_path_factory) -> ClusterRuns:
+    conf_dir = tmp_path_factory.mktemp("spark-conf")
+    (conf_dir / "spark-defaults.conf").write_text("".join(f"{key} {value}\n" for key, value in SPARK_DEFAULTS.items()))
     before = {app["id"] for app in cluster.status()["completedapps"]}
-    runs = run_twice(server_settings, moto_endpoint, tmp_path_factory.mktemp("cluster-runs"),
-                     {"FIN_SPARK_MASTER": cluster.master_url})
+    runs = run_twice(server_settings, moto_endpoint, tmp_path_factory.mktemp("cluster-runs"), {
+        "FIN_SPARK_MASTER": cluster.master_url,
+        "SPARK_CONF_DIR": str(conf_dir),
+        "SPARK_LOCAL_IP": "127.0.0.1",  # where the executors reach the driver: the cluster is on loopback
+    })
     completed = sorted(cluster.status()["completedapps"], key=lambda app: app["starttime"])
-    return ClusterRuns(**vars(runs), applications=[app["id"] for app in completed if app["id"] not in before])
+    return ClusterRuns(**vars(runs), applications=[app for app in completed if app["id"] not in before])
 
 
 def published_builds(catalog: LakehouseCatalog) -> list[tuple[str, str]]:
@@ -143,8 +153,8 @@ def test_the_cluster_builds_full_then_incrementally_and_publishes_on_s3(cluster_
 
 def test_each_cluster_run_is_one_application_that_ran_tasks_on_both_workers_executors(cluster, cluster_runs):
     finished_tasks = {
-        application: {worker: sum(log.read_text(errors="replace").count("Finished task") for log in logs)
-                      for worker, logs in cluster.executor_logs(application).items()}
+        application["id"]: {worker: sum(log.read_text(errors="replace").count("Finished task") for log in logs)
+                            for worker, logs in cluster.executor_logs(application["id"]).items()}
         for application in cluster_runs.applications
     }
 
@@ -152,6 +162,10 @@ def test_each_cluster_run_is_one_application_that_ran_tasks_on_both_workers_exec
     for application, by_worker in finished_tasks.items():
         assert sorted(by_worker) == [1, 2], application
         assert all(tasks > 0 for tasks in by_worker.values()), (application, by_worker)
+
+
+def test_the_cluster_runs_take_the_operators_spark_defaults(cluster_runs):
+    assert [app["memoryperexecutor"] for app in cluster_runs.applications] == [768, 768]
 
 
 # ------------------------------------------------------------------ Spark Connect
