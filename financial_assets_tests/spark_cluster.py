@@ -42,6 +42,11 @@ def _wait_for(condition, what: str, timeout_s: float, logs: list[Path]) -> None:
     raise TimeoutError(f"{what} not ready after {timeout_s:.0f}s\n{tails}")
 
 
+def _get_json(url: str):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
 class _Servers:
     """JVMs started with ``spark-class``, each in its own process group, logs in ``directory``."""
 
@@ -117,8 +122,7 @@ class SparkCluster(_Servers):
 
     def status(self) -> dict:
         """The master's JSON status: workers, active and completed applications."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.webui_port}/json/", timeout=10) as response:
-            return json.load(response)
+        return _get_json(f"http://127.0.0.1:{self.webui_port}/json/")
 
     def _alive_workers(self) -> int:
         try:
@@ -137,19 +141,19 @@ class SparkCluster(_Servers):
 class ConnectServer(_Servers):
     """A Spark Connect server on 127.0.0.1 (``url`` is what FIN_SPARK_REMOTE takes), running its
     own Spark on ``master`` with the Iceberg runtime ``jars`` (what an operator gives it) and
-    ``config``."""
+    ``config``; its Spark UI's REST API on ``ui_port`` tells what ran there."""
 
     def __init__(self, directory: Path, jars: str, master: str = "local[2]",
                  config: Mapping[str, str] | None = None, environment: Mapping[str, str] | None = None,
                  timeout_s: float = 120):
         super().__init__(directory, environment)
-        self.port = free_port()
+        self.port, self.ui_port = free_port(), free_port()
         self.url = f"sc://127.0.0.1:{self.port}"
         settings = {
             "spark.connect.grpc.binding.address": "127.0.0.1",
             "spark.connect.grpc.binding.port": str(self.port),
             "spark.sql.extensions": ICEBERG_EXTENSIONS,
-            "spark.ui.enabled": "false",
+            "spark.ui.port": str(self.ui_port),
             **(config or {}),
         }
         arguments = [argument for key, value in settings.items() for argument in ("--conf", f"{key}={value}")]
@@ -161,6 +165,12 @@ class ConnectServer(_Servers):
         except BaseException:
             self.stop()
             raise
+
+    def succeeded_jobs(self) -> int:
+        """How many Spark jobs the server's application has run to success."""
+        api = f"http://127.0.0.1:{self.ui_port}/api/v1/applications"
+        [application] = _get_json(api)
+        return len(_get_json(f"{api}/{application['id']}/jobs?status=succeeded"))
 
     def _listening(self) -> bool:
         if self.processes[0].poll() is not None:
