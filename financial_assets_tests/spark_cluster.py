@@ -50,7 +50,7 @@ def _get_json(url: str):
 class _Servers:
     """JVMs started with ``spark-class``, each in its own process group, logs in ``directory``."""
 
-    def __init__(self, directory: Path, environment: Mapping[str, str] | None = None):
+    def __init__(self, directory: Path):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.environment = {
@@ -58,7 +58,6 @@ class _Servers:
             "SPARK_HOME": str(spark_home()),
             "SPARK_LOCAL_IP": "127.0.0.1",
             "SPARK_LOCAL_DIRS": str(self.directory / "local"),
-            **(environment or {}),
         }
         self.processes: list[subprocess.Popen] = []
         self.logs: list[Path] = []
@@ -97,8 +96,8 @@ class SparkCluster(_Servers):
     cores and ``worker_memory`` each. ``master_url`` is what FIN_SPARK_MASTER takes."""
 
     def __init__(self, directory: Path, workers: int = 2, worker_cores: int = 1, worker_memory: str = "1g",
-                 environment: Mapping[str, str] | None = None, timeout_s: float = 120):
-        super().__init__(directory, environment)
+                 timeout_s: float = 120):
+        super().__init__(directory)
         self.workers = workers
         self.port, self.webui_port = free_port(), free_port()
         self.master_url = f"spark://127.0.0.1:{self.port}"
@@ -144,9 +143,8 @@ class ConnectServer(_Servers):
     ``config``; its Spark UI's REST API on ``ui_port`` tells what ran there."""
 
     def __init__(self, directory: Path, jars: str, master: str = "local[2]",
-                 config: Mapping[str, str] | None = None, environment: Mapping[str, str] | None = None,
-                 timeout_s: float = 120):
-        super().__init__(directory, environment)
+                 config: Mapping[str, str] | None = None, timeout_s: float = 120):
+        super().__init__(directory)
         self.port, self.ui_port = free_port(), free_port()
         self.url = f"sc://127.0.0.1:{self.port}"
         settings = {
