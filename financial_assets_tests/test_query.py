@@ -194,6 +194,20 @@ def test_on_aws_there_is_no_reader_to_refresh(lakehouse_catalog):
     assert refresh_readers(lakehouse_catalog, publication, duckdb_path=None) == []
 
 
+def test_the_duckdb_file_leaves_a_lakehouse_on_object_storage_alone_and_says_why(lakehouse_catalog, duckdb_path):
+    from dataclasses import replace
+
+    from financial_assets.lakehouse.publication import Publication
+
+    on_s3 = replace(lakehouse_catalog, warehouse="s3://lakehouse")
+    publication = Publication("v1", datetime.now(timezone.utc), "publish", None, {"dim_customers": 1})
+
+    [line] = refresh_readers(on_s3, publication, str(duckdb_path))
+
+    assert line.startswith(f"DuckDB file {duckdb_path} NOT refreshed: its views read local Parquet files")
+    assert not duckdb_path.exists()
+
+
 def test_an_empty_table_is_an_empty_view_with_the_columns_of_its_iceberg_schema(lakehouse_catalog):
     publication = build_and_publish(lakehouse_catalog, "v1", FIRST, with_dates=False)
 

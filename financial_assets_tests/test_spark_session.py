@@ -47,3 +47,10 @@ def test_the_suites_session_left_the_list_of_jars_it_runs_with(spark):
     assert resolved_jars() is not None
     assert resolved_jars().split(",") == loaded
     assert any("iceberg-spark-runtime" in jar for jar in loaded)
+
+
+def test_a_cluster_session_ships_the_iceberg_runtime_and_keeps_the_operators_spark_defaults():
+    config = session_config(master="spark://spark-master.internal:7077")
+
+    assert "spark.jars" in config or "spark.jars.packages" in config
+    assert not {"spark.sql.shuffle.partitions", "spark.driver.memory", "spark.ui.enabled"} & set(config)

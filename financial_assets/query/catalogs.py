@@ -162,13 +162,20 @@ class DuckDBFile:
             connection.execute("COMMIT")
 
 
+def duckdb_reads(catalog: LakehouseCatalog) -> bool:
+    """Whether the DuckDB file can follow ``catalog``: only a lakehouse of local files. DuckDB reads
+    ``s3://`` only through its httpfs extension, downloaded from the network on first use and
+    given the endpoint and credentials in every connection that opens the file."""
+    return not catalog.warehouse.startswith("s3://")
+
+
 def check_readers(catalog: LakehouseCatalog, duckdb_path: str | None) -> None:
     """Before a publish, rollback or compaction commits: LakehouseMismatchError when the DuckDB
     file follows another lakehouse, so that the refresh after the commit cannot be refused. A
     file locked by a writer is left to the refresh, which checks again."""
     import duckdb
 
-    if not duckdb_path:
+    if not duckdb_path or not duckdb_reads(catalog):
         return
     try:
         DuckDBFile(duckdb_path).require_lakehouse(catalog)
@@ -184,11 +191,15 @@ def refresh_readers(catalog: LakehouseCatalog, publication: Publication, duckdb_
     The publication row is the commit point and the file only follows it: while another process
     holds the file open (a BI tool: even a read-only one blocks a writer), the refresh is left to
     the next `financial-assets query`, and the line says so, instead of failing the caller.
+    A lakehouse on object storage is left alone too (:func:`duckdb_reads`), and the line says why.
     """
     import duckdb
 
     if not duckdb_path:
         return []
+    if not duckdb_reads(catalog):
+        return [f"DuckDB file {duckdb_path} NOT refreshed: its views read local Parquet files, and the lakehouse "
+                f"is on {catalog.warehouse} (query it with Spark, or with Athena on AWS)"]
     try:
         DuckDBFile(duckdb_path).refresh(catalog, publication)
     except duckdb.IOException as error:

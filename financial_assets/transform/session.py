@@ -36,7 +36,9 @@ ENGINE_SETTINGS = {
     "spark.sql.storeAssignmentPolicy": "ANSI",
 }
 
-# Sized for a small machine: a handful of shuffle partitions instead of 200, no UI.
+# Sized for a small machine: a handful of shuffle partitions instead of 200, no UI. Spark in this
+# process only: a cluster's sessions keep Spark's defaults and the operator's spark-defaults.conf
+# (SPARK_CONF_DIR), which settings given here would override (docs/scale-out.md).
 LOCAL_DEFAULTS = {
     "spark.sql.shuffle.partitions": "4",
     "spark.ui.enabled": "false",
@@ -84,15 +86,21 @@ def _remember_resolved_jars(session: SparkSession) -> None:
         partial.replace(target)
 
 
-def session_config(remote: bool = False) -> dict[str, str]:
-    """What a session needs from its start: the Iceberg runtime (a local JVM only: a cluster or
-    a Connect server is given it by its operator, Glue by ``--datalake-formats iceberg``)."""
+def is_local_master(master: str) -> bool:
+    """``local``, ``local[4]``, ``local[*]``...: Spark in this process, no cluster."""
+    return master == "local" or master.startswith("local[")
+
+
+def session_config(remote: bool = False, master: str = DEFAULT_SPARK_MASTER) -> dict[str, str]:
+    """What a session needs from its start: the Iceberg runtime, which this process's driver
+    ships to a cluster's executors (a Connect server is given it by its operator, Glue by
+    ``--datalake-formats iceberg``), and :data:`LOCAL_DEFAULTS` for Spark in this process."""
     if remote:
         return dict(ENGINE_SETTINGS)
     jars = resolved_jars()
     return {
         **ENGINE_SETTINGS,
-        **LOCAL_DEFAULTS,
+        **(LOCAL_DEFAULTS if is_local_master(master) else {}),
         **({"spark.jars": jars} if jars else {"spark.jars.packages": ",".join(JVM_PACKAGES)}),
         "spark.jars.ivy": ivy_cache_dir(),
         "spark.sql.extensions": ICEBERG_EXTENSIONS,
@@ -122,12 +130,14 @@ def spark_session(master: str = DEFAULT_SPARK_MASTER, remote: str | None = None,
     if remote:
         builder = builder.remote(remote)
     else:
-        # Bind the driver to loopback: a laptop or CI box has no business listening elsewhere.
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        if is_local_master(master):
+            # Bind the driver to loopback: a laptop or CI box has no business listening elsewhere.
+            # A cluster's executors must reach the driver: there SPARK_LOCAL_IP is the operator's.
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         # Python workers run this interpreter (the virtualenv's), not whichever python3 is on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = builder.master(master)
-    settings = {**session_config(remote=bool(remote)), **(config or {})}
+    settings = {**session_config(remote=bool(remote), master=master), **(config or {})}
     for key, value in settings.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
