@@ -16,7 +16,9 @@ PII policy, the raw transactions and events have only been appended to since the
 read, and nothing that arrived can change one of its facts. Then the fact branch starts at the
 published fact snapshot and only the facts of the new transactions are appended (no file is
 copied); its audit is the published audit plus that of the new rows. The dimensions are small:
-each is rebuilt, replaced in one commit and checked whole. Anything else rebuilds everything and
+each is rebuilt, replaced in one commit and checked whole (the members' dimensions and histories
+stay as published while their raw snapshots do: :func:`members_kept`). Independent writes and
+checks run at once (`financial_assets.transform.concurrency`). Anything else rebuilds everything and
 says why: a reloaded or rewritten raw table, a transaction committed late below the published
 mark, a new event for a published transaction, an account that changed customer or disappeared,
 an account arriving for a published transaction, a calendar day lost, changed code or PII key,
