@@ -16,7 +16,7 @@ from financial_assets.extract.contracts import ACCOUNTS, CUSTOMERS, TRANSACTION_
 from financial_assets.lakehouse.catalog import TABLE_PROPERTIES
 from financial_assets.lakehouse.publication import publish
 from financial_assets.lakehouse.star_builds import build_and_record, next_build_plan
-from financial_assets.lakehouse.tables import STAR_TABLES
+from financial_assets.lakehouse.tables import CONTENT_DIGEST, STAR_TABLES
 from financial_assets.quality.defects import DEFAULT_MAX_DEFECT_SHARE
 from financial_assets.quality.specs import QualityThresholds
 from financial_assets.transform import build
@@ -64,15 +64,17 @@ class RawZoneWriter:
     def __init__(self, catalog):
         self.catalog = catalog
 
-    def append(self, table: str, rows: list[dict], replace: bool = False) -> None:
+    def append(self, table: str, rows: list[dict], replace: bool = False, digest: str | None = None) -> None:
+        """``digest``: the content digest a snapshot load records (none by default)."""
         schema = pa.schema(list(CONTRACTS[table].columns.items()))
         iceberg = self.catalog.load().create_table_if_not_exists(
             self.catalog.raw_table(table), schema=schema, properties=TABLE_PROPERTIES)
         data = pa.Table.from_pylist(rows, schema=schema)
+        summary = {CONTENT_DIGEST: digest} if digest else {}
         if replace:
-            iceberg.overwrite(data)
+            iceberg.overwrite(data, snapshot_properties=summary)
         else:
-            iceberg.append(data)
+            iceberg.append(data, snapshot_properties=summary)
 
 
 @pytest.fixture(scope="module")
@@ -286,6 +288,22 @@ def test_members_whose_raw_snapshots_are_the_published_ones_are_kept_as_publishe
 
     assert report.mode == "incremental"
     assert {table: report.snapshots[table] for table in MEMBERS} == {table: v1.snapshots[table] for table in MEMBERS}
+
+
+def test_members_reloaded_with_the_content_digest_the_published_build_read_are_kept(spark, after_v1):
+    catalog, raw, _ = after_v1
+
+    def reload_members():
+        raw.append("customers", [customer(1), customer(2)], replace=True, digest="customers 1 and 2")
+        raw.append("accounts", [account(10, 1), account(11, 2)], replace=True, digest="accounts 10 and 11")
+
+    reload_members()
+    v2 = build_and_publish(spark, catalog, "v2")  # v1 read loads without a digest: compared
+    reload_members()
+    raw.append("transactions", [transaction(102, 10)])
+    v3 = build_and_publish(spark, catalog, "v3")
+
+    assert {table: v3.snapshots[table] for table in MEMBERS} == {table: v2.snapshots[table] for table in MEMBERS}
 
 
 def test_kept_members_give_the_tables_and_audit_of_members_compared_again(spark, published_v1, tmp_path):

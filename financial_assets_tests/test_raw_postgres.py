@@ -26,6 +26,7 @@ from financial_assets.lakehouse.raw_tables import (
     open_raw_table,
     read_arrow,
 )
+from financial_assets.lakehouse.tables import CONTENT_DIGEST
 from financial_assets.sources import connect_postgres
 from financial_assets_tests import raw_sources
 
@@ -174,6 +175,28 @@ def test_snapshot_tables_are_replaced_on_every_load(sources, lakehouse_catalog):
 
     assert (report.mode, report.raw_rows) == ("snapshot", 2)
     assert raw_rows(lakehouse_catalog, "customers")[1]["name"] == "Grace B. Hopper"
+
+
+def content_digest(catalog, table: str) -> str | None:
+    return open_raw_table(catalog, table).current_snapshot().summary.get(CONTENT_DIGEST)
+
+
+def test_a_snapshot_reload_of_the_same_rows_records_the_same_content_digest(sources, lakehouse_catalog):
+    load(sources, CUSTOMERS, lakehouse_catalog)
+    first = content_digest(lakehouse_catalog, "customers")
+    load(sources, CUSTOMERS, lakehouse_catalog)
+
+    assert first is not None
+    assert content_digest(lakehouse_catalog, "customers") == first
+
+
+def test_a_changed_row_changes_the_content_digest(sources, lakehouse_catalog):
+    load(sources, CUSTOMERS, lakehouse_catalog)
+    first = content_digest(lakehouse_catalog, "customers")
+    execute(sources, "UPDATE customers SET phone = '+1 555 0199' WHERE customer_id = 2")
+    load(sources, CUSTOMERS, lakehouse_catalog)
+
+    assert content_digest(lakehouse_catalog, "customers") != first
 
 
 def test_a_rebuilt_source_is_refused_rather_than_silently_skipped(sources, lakehouse_catalog):

@@ -62,6 +62,7 @@ hot standby's snapshot lists no in-progress transaction). A row outside that sho
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,6 +103,7 @@ from financial_assets.lakehouse.raw_tables import (
     open_raw_table,
     table_state,
 )
+from financial_assets.lakehouse.tables import CONTENT_DIGEST
 
 PREVIEW_ROWS = 5
 EVENTS_TABLE = "transaction_events"
@@ -209,12 +211,15 @@ def load_postgres_table(
         raise SchemaDriftError(str(error)) from error
     preview = _Preview(schema)
     high_water_mark = after
+    digest = hashlib.sha256(schema.serialize()) if mode == "snapshot" else None
     try:
         for batch in stream_batches(
             connection, contract.table, columns, after=after, cursor_column=contract.cursor_column, also=late
         ):
             write.write(batch)
             preview.see(batch)
+            if digest:
+                digest.update(batch.serialize())
             if progress:
                 progress(write.rows)
             if contract.cursor_column:
@@ -223,7 +228,10 @@ def load_postgres_table(
                     high_water_mark = batch_max
         committed = not (incremental and write.rows == 0)  # nothing new: the table stays as it was
         if committed:
-            table = write.commit(_postgres_properties(mode, high_water_mark, snapshot, mark if incremental else None))
+            properties = _postgres_properties(mode, high_water_mark, snapshot, mark if incremental else None)
+            if digest:
+                properties[CONTENT_DIGEST] = digest.hexdigest()
+            table = write.commit(properties)
         else:
             write.discard()
     except BaseException:

@@ -11,6 +11,10 @@ from datetime import datetime, timezone
 
 # The raw zone: one table per source table or collection.
 RAW_TABLES = ("customers", "accounts", "transactions", "transaction_events")
+# In the snapshot summary of a raw snapshot load (customers, accounts): a SHA-256 of the rows as
+# read, in order. Equal digests mean equal rows (another order or batching only makes them differ),
+# so a build may keep what it made of the previous load's rows.
+CONTENT_DIGEST = "financial-assets.content-digest"
 
 # The star schema readers see (the current dimensions, the type-2 histories, the facts and the
 # daily balances), and the two tables that record its builds and publications.

@@ -38,7 +38,7 @@ from pyspark.sql import types as T
 from financial_assets.code_versions import STAR_SCHEMA_DIGEST
 from financial_assets.lakehouse.catalog import TABLE_PROPERTIES as CATALOG_TABLE_PROPERTIES
 from financial_assets.lakehouse.catalog import LakehouseCatalog
-from financial_assets.lakehouse.tables import RAW_TABLES, STAR_TABLES, audit_branch
+from financial_assets.lakehouse.tables import CONTENT_DIGEST, RAW_TABLES, STAR_TABLES, audit_branch
 from financial_assets.quality.specs import CheckOutcome, QualityThresholds
 from financial_assets.quality.star_checks import FactAudit, audit_facts, audit_outcomes, table_outcomes
 from financial_assets.transform.concurrency import concurrently
@@ -194,22 +194,28 @@ class _Lakehouse:
         """When snapshot ``snapshot_id`` of ``name`` was committed (a raw table's: its extraction)."""
         return datetime.fromtimestamp(self._metadata(name).snapshot_by_id(snapshot_id).timestamp_ms / 1000, timezone.utc)
 
+    def summary(self, name: str, snapshot_id: int) -> dict[str, str]:
+        snapshot = self._metadata(name).snapshot_by_id(snapshot_id)
+        return dict(snapshot.summary.additional_properties) if snapshot.summary else {}
+
     def total_records(self, name: str, snapshot_id: int) -> int:
         return int(self._metadata(name).snapshot_by_id(snapshot_id).summary["total-records"])
 
 
 @dataclass(frozen=True)
 class RawZone:
-    """The raw tables at the snapshots the build pinned when it started."""
+    """The raw tables at the snapshots the build pinned when it started, and the content digests
+    their loads recorded (snapshot loads only)."""
 
     snapshots: dict[str, int]
     tables: RawTables
+    digests: dict[str, str | None]
 
 
 def read_raw_zone(lakehouse: _Lakehouse) -> RawZone:
     """Each raw table at its current snapshot, pinned, so that the rows and the recorded inputs
     agree even if a load commits meanwhile."""
-    snapshots, frames = {}, {}
+    snapshots, frames, digests = {}, {}, {}
     for name in RAW_TABLES:
         table = lakehouse.raw(name)
         snapshot = lakehouse.ref(table, "main")
@@ -217,7 +223,8 @@ def read_raw_zone(lakehouse: _Lakehouse) -> RawZone:
             raise RawZoneNotReadyError(f"raw table {table} has never been loaded: materialize raw_{name} first")
         snapshots[name] = snapshot
         frames[name] = lakehouse.at(table, snapshot)
-    return RawZone(snapshots, RawTables(**frames))
+        digests[name] = lakehouse.summary(table, snapshot).get(CONTENT_DIGEST)
+    return RawZone(snapshots, RawTables(**frames), digests)
 
 
 @dataclass(frozen=True)
@@ -246,12 +253,18 @@ class BuildPlan:
 
 def members_kept(published: PublishedBuild | None, raw: RawZone, fingerprint: str) -> bool:
     """Whether the published :data:`MEMBER_TABLES` are what this build would make: the same code
-    and PII policy, from the same raw customers and accounts snapshots. (A reload of those tables
-    commits a new snapshot even when nothing changed: then the members are compared.)"""
+    and PII policy, from the same raw customers and accounts: the snapshots the published build
+    read, or reloads of the same rows (equal content digests: a reload commits a new snapshot
+    even when nothing changed)."""
     record = published.record if published else {}
+
+    def same_rows(name: str) -> bool:
+        digest = raw.digests.get(name)
+        return record["raw_snapshots"].get(name) == raw.snapshots[name] or (
+            digest is not None and record.get("raw_digests", {}).get(name) == digest)
+
     return (
-        bool(record) and record["fingerprint"] == fingerprint
-        and all(record["raw_snapshots"].get(name) == raw.snapshots[name] for name in MEMBER_SOURCES)
+        bool(record) and record["fingerprint"] == fingerprint and all(same_rows(name) for name in MEMBER_SOURCES)
         and all(table in published.snapshots for table in MEMBER_TABLES)
     )
 
@@ -624,6 +637,7 @@ def build_star_schema_version(
         record={
             "fingerprint": fingerprint,
             "raw_snapshots": raw.snapshots,
+            "raw_digests": raw.digests,
             "fact_audit": fact_audit.to_dict(),
             "settled_statistics": settled,
             "settled_through": settled_through,
