@@ -165,10 +165,16 @@ class _Lakehouse:
         except NoSuchTableError:
             return None
 
-    def ref(self, name: str, ref: str) -> int | None:
+    def head(self, name: str, ref: str):
+        """The PyIceberg snapshot at the head of ``ref`` (id and summary from one metadata read;
+        None: no such table or ref)."""
         table = self._metadata(name)
         found = table.refs().get(ref) if table is not None else None
-        return found.snapshot_id if found else None
+        return table.snapshot_by_id(found.snapshot_id) if found else None
+
+    def ref(self, name: str, ref: str) -> int | None:
+        head = self.head(name, ref)
+        return head.snapshot_id if head else None
 
     def at(self, name: str, snapshot_id: int) -> DataFrame:
         return self.spark.read.format("iceberg").option("versionAsOf", snapshot_id).load(name)
@@ -194,12 +200,13 @@ class _Lakehouse:
         """When snapshot ``snapshot_id`` of ``name`` was committed (a raw table's: its extraction)."""
         return datetime.fromtimestamp(self._metadata(name).snapshot_by_id(snapshot_id).timestamp_ms / 1000, timezone.utc)
 
-    def summary(self, name: str, snapshot_id: int) -> dict[str, str]:
-        snapshot = self._metadata(name).snapshot_by_id(snapshot_id)
-        return dict(snapshot.summary.additional_properties) if snapshot.summary else {}
-
     def total_records(self, name: str, snapshot_id: int) -> int:
-        return int(self._metadata(name).snapshot_by_id(snapshot_id).summary["total-records"])
+        return _records(self._metadata(name).snapshot_by_id(snapshot_id))
+
+
+def _records(snapshot) -> int:
+    """The rows a PyIceberg snapshot holds, from its summary."""
+    return int(snapshot.summary["total-records"])
 
 
 @dataclass(frozen=True)
@@ -218,12 +225,12 @@ def read_raw_zone(lakehouse: _Lakehouse) -> RawZone:
     snapshots, frames, digests = {}, {}, {}
     for name in RAW_TABLES:
         table = lakehouse.raw(name)
-        snapshot = lakehouse.ref(table, "main")
-        if snapshot is None:
+        head = lakehouse.head(table, "main")
+        if head is None:
             raise RawZoneNotReadyError(f"raw table {table} has never been loaded: materialize raw_{name} first")
-        snapshots[name] = snapshot
-        frames[name] = lakehouse.at(table, snapshot)
-        digests[name] = lakehouse.summary(table, snapshot).get(CONTENT_DIGEST)
+        snapshots[name] = head.snapshot_id
+        frames[name] = lakehouse.at(table, head.snapshot_id)
+        digests[name] = head.summary.get(CONTENT_DIGEST) if head.summary else None
     return RawZone(snapshots, RawTables(**frames), digests)
 
 
@@ -335,9 +342,10 @@ def _why_not_incremental(
     mark = plan.base["settled_through"]
     kind, side = F.col("_kind"), F.col("_side")
 
-    def tagged(frame: DataFrame, name: str, which: str, *columns: str) -> DataFrame:
-        keys = [(F.col(columns[i]) if i < len(columns) else F.lit(None)).cast("bigint").alias(f"_k{i}") for i in range(2)]
-        return frame.select(F.lit(name).alias("_kind"), F.lit(which).alias("_side"), *keys)
+    def tagged(frame: DataFrame, name: str, which: str, key: str, second_key: str | None = None) -> DataFrame:
+        keys = [F.col(key), F.col(second_key) if second_key else F.lit(None)]  # every kind has both columns
+        return frame.select(F.lit(name).alias("_kind"), F.lit(which).alias("_side"),
+                            *[k.cast("bigint").alias(f"_k{i}") for i, k in enumerate(keys)])
 
     late = F.lit(False) if mark is None else F.col("transaction_id") <= F.lit(mark)
     new_transactions = _new_rows(lakehouse, raw, plan, "transactions").select(
@@ -446,14 +454,13 @@ def _write_history(
     _ensure_table(lakehouse, table, _columns(empty.schema), properties=HISTORY_TABLE_PROPERTIES)
     _create_branch(lakehouse, table, branch, published)
     target = lakehouse.star(spec.table, branch)
-    head = lakehouse.ref(table, branch)
-    if head is None or lakehouse.total_records(table, head) == 0:
+    head = lakehouse.head(table, branch)
+    if head is None or _records(head) == 0:
         # Nothing to compare with or merge into: one append, counted by its commit.
         _writer(first_history(spec, dimensions, extracted_at), target).append()
-        head = lakehouse.ref(table, branch)
-        return {"new_versions": lakehouse.total_records(table, head) if head else 0,
-                "closed_versions": 0, "deleted_members": 0}
-    changes = history_changes(spec, lakehouse.at(table, head), members(spec, dimensions), extracted_at)
+        head = lakehouse.head(table, branch)
+        return {"new_versions": _records(head) if head else 0, "closed_versions": 0, "deleted_members": 0}
+    changes = history_changes(spec, lakehouse.at(table, head.snapshot_id), members(spec, dimensions), extracted_at)
     # Counted first: most builds find no change, and then that one query is all they run.
     counted = {(r["_action"], r["is_deleted"]): r["count"] for r in changes.groupBy("_action", "is_deleted").count().collect()}
     found = {
@@ -569,10 +576,10 @@ def build_star_schema_version(
     extracted = {name: lakehouse.committed_at(lakehouse.raw(name), raw.snapshots[name]) for name in MEMBER_SOURCES}
 
     def write_dimension(name: str, frame: DataFrame) -> None:
-        _ensure_table(lakehouse, lakehouse.star(name), _columns(frame.schema))
         if start.members_kept and name in MEMBER_DIMENSIONS:  # the published rows are this build's
             _create_branch(lakehouse, lakehouse.star(name), branch, kept[name])
             return
+        _ensure_table(lakehouse, lakehouse.star(name), _columns(frame.schema))
         _create_branch(lakehouse, lakehouse.star(name), branch, base_snapshots.get(name))
         _writer(frame, lakehouse.star(name, branch)).overwrite(F.lit(True))  # one commit replaces all
 
@@ -622,7 +629,7 @@ def build_star_schema_version(
         lambda: event_statistics(new_transactions, open_events, settled_through),
         lambda: table_outcomes(written, balance_days, known_measures),
     )
-    fact_audit = FactAudit.from_dict(plan.base["fact_audit"]) + new_audit if incremental else new_audit
+    fact_audit = (FactAudit.from_dict(plan.base["fact_audit"]) + new_audit) if incremental else new_audit
     base_settled = plan.base["settled_statistics"] if incremental else {name: 0 for name in STATISTICS}
     statistics = {name: base_settled[name] + new_statistics[name] for name in STATISTICS}
     settled = {name: base_settled[name] + new_statistics[f"settled_{name}"] for name in STATISTICS}
