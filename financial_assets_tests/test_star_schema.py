@@ -22,6 +22,12 @@ EVENTS = (
 )
 
 
+def frame(spark, rows: list, schema):
+    """``rows`` as a DataFrame held by the JVM: a list given to ``createDataFrame`` is a Python RDD,
+    which every query on it would evaluate again in Python workers (seconds per check run)."""
+    return spark.createDataFrame(rows, schema).localCheckpoint()
+
+
 def at(day: int, hour: int = 12) -> datetime:
     return datetime(2025, 3, day, hour, tzinfo=timezone.utc)
 
@@ -50,10 +56,10 @@ def star(spark):
         ("000000000000000000000004", 999, "atm", "203.0.113.4", ("Chad", "Abeche"), 0.90, None),
     ]
     raw = RawTables(
-        customers=spark.createDataFrame(customers, CUSTOMERS),
-        accounts=spark.createDataFrame(accounts, ACCOUNTS),
-        transactions=spark.createDataFrame(transactions, TRANSACTIONS),
-        transaction_events=spark.createDataFrame(events, EVENTS),
+        customers=frame(spark, customers, CUSTOMERS),
+        accounts=frame(spark, accounts, ACCOUNTS),
+        transactions=frame(spark, transactions, TRANSACTIONS),
+        transaction_events=frame(spark, events, EVENTS),
     )
     schema = build_star_schema(raw, POLICY)
     tables = {name: {row[0]: row.asDict() for row in frame.collect()} for name, frame in schema.tables().items()}
@@ -155,9 +161,9 @@ def test_clear_text_needs_an_explicit_opt_in(spark):
     with pytest.raises(ValueError, match="FIN_PII_HMAC_KEY"):
         PiiPolicy()
 
-    customers = spark.createDataFrame([(1, "A", "a@x.org", "123", "1 St\nX, KS 12345")], CUSTOMERS)
-    accounts = spark.createDataFrame([], ACCOUNTS)
-    raw = RawTables(customers, accounts, spark.createDataFrame([], TRANSACTIONS), spark.createDataFrame([], EVENTS))
+    customers = frame(spark, [(1, "A", "a@x.org", "123", "1 St\nX, KS 12345")], CUSTOMERS)
+    accounts = frame(spark, [], ACCOUNTS)
+    raw = RawTables(customers, accounts, frame(spark, [], TRANSACTIONS), frame(spark, [], EVENTS))
     row = build_star_schema(raw, PiiPolicy(clear_text=True)).dim_customers.where("customer_key = 1").first()
 
     assert (row["email"], row["phone"], row["address"]) == ("a@x.org", "123", "1 St\nX, KS 12345")
@@ -166,7 +172,7 @@ def test_clear_text_needs_an_explicit_opt_in(spark):
 def test_a_published_table_that_drifts_from_its_contract_fails_the_schema_check(spark):
     from financial_assets.quality.star_checks import _schema
 
-    drifted = spark.createDataFrame([(1, "x", 2.0)], "date_key int, date string, year double")
+    drifted = frame(spark, [(1, "x", 2.0)], "date_key int, date string, year double")
     outcome = _schema("dim_dates", drifted)
 
     assert outcome.passed is False
@@ -184,18 +190,17 @@ def audit(spark):
     from financial_assets.quality.star_checks import run_star_checks
     from financial_assets.transform.star_schema import StarSchema
 
-    customers = spark.createDataFrame(
-        [(1, "Ada", "ada@example.org", "123", "1 St\nX, KS 12345")], CUSTOMERS)
-    accounts = spark.createDataFrame([(10, 1, "savings", Decimal("1.00"), at(1))], ACCOUNTS)
-    transactions = spark.createDataFrame([(100, 10, "deposit", Decimal("5.00"), at(2))], TRANSACTIONS)
-    events = spark.createDataFrame(
-        [("000000000000000000000001", 100, "atm", "203.0.113.1", ("Kenya", "Nairobi"), 0.1, None)], EVENTS)
+    customers = frame(spark, [
+        (1, "Ada", "ada@example.org", "123", "1 St\nX, KS 12345")], CUSTOMERS)
+    accounts = frame(spark, [(10, 1, "savings", Decimal("1.00"), at(1))], ACCOUNTS)
+    transactions = frame(spark, [(100, 10, "deposit", Decimal("5.00"), at(2))], TRANSACTIONS)
+    events = frame(spark, [
+        ("000000000000000000000001", 100, "atm", "203.0.113.1", ("Kenya", "Nairobi"), 0.1, None)], EVENTS)
     raw = RawTables(customers, accounts, transactions, events)
-    # Held as rows, as a build's audit reads the written tables: each check's query then plans
-    # over four small tables instead of the whole transform again.
+    # Held as computed rows, as a build's audit reads the written tables: each check's query then
+    # plans over small tables instead of the whole transform again.
     built = build_star_schema(raw, POLICY)
-    clean = StarSchema(**{name: spark.createDataFrame(frame.collect(), frame.schema)
-                          for name, frame in built.tables().items()})
+    clean = StarSchema(**{name: table.localCheckpoint() for name, table in built.tables().items()})
     now = dt(2025, 3, 2, 18, tzinfo=timezone.utc)
 
     def outcomes(thresholds=QualityThresholds(), raw_tables=raw, **replaced) -> dict:
@@ -247,7 +252,7 @@ def test_a_fact_that_lost_a_row_fails_reconciles_with_raw(audit):
 
 def test_too_few_facts_with_an_event_fail_event_match_rate(audit, spark):
     _, raw, outcomes = audit
-    no_events = RawTables(raw.customers, raw.accounts, raw.transactions, spark.createDataFrame([], EVENTS))
+    no_events = RawTables(raw.customers, raw.accounts, raw.transactions, frame(spark, [], EVENTS))
     outcome = outcomes(
         raw_tables=no_events,
         fact_transactions=build_star_schema(no_events, POLICY).fact_transactions,
@@ -280,15 +285,15 @@ def test_each_fact_carries_the_codes_of_what_is_wrong_in_its_source_row(star):
 
 
 def test_bad_amounts_and_implausible_times_are_flagged_and_kept_as_they_are(spark):
-    accounts = spark.createDataFrame([(10, 1, "savings", Decimal("1.00"), at(1))], ACCOUNTS)
-    transactions = spark.createDataFrame([
+    accounts = frame(spark, [(10, 1, "savings", Decimal("1.00"), at(1))], ACCOUNTS)
+    transactions = frame(spark, [
         (1, 10, "deposit", None, at(2)),
         (2, 10, "deposit", Decimal("-3.00"), at(2)),
         (3, 10, "deposit", Decimal("4.00"), datetime(2031, 1, 1, tzinfo=timezone.utc)),
         (4, 10, "deposit", Decimal("5.00"), datetime(1970, 1, 1, tzinfo=timezone.utc)),
     ], TRANSACTIONS)
-    customers = spark.createDataFrame([(1, "A", "a@x.org", "123", "1 St\nX, KS 12345")], CUSTOMERS)
-    raw = RawTables(customers, accounts, transactions, spark.createDataFrame([], EVENTS))
+    customers = frame(spark, [(1, "A", "a@x.org", "123", "1 St\nX, KS 12345")], CUSTOMERS)
+    raw = RawTables(customers, accounts, transactions, frame(spark, [], EVENTS))
     facts = {r["transaction_id"]: (r["amount"], r["defects"])
              for r in build_star_schema(raw, POLICY, as_of=at(10)).fact_transactions.collect()}
 
@@ -397,7 +402,7 @@ def test_an_account_missing_a_snapshot_day_fails_no_gap_days(audit, spark):
     [row] = clean.fact_account_balances_daily.collect()
     days = [row.asDict() | changes for changes in (
         {"date_key": 20250301}, {"date_key": 20250302, "account_key": 11}, {"date_key": 20250303})]
-    outcome = balance_outcome(clean, spark.createDataFrame(days, clean.fact_account_balances_daily.schema),
+    outcome = balance_outcome(clean, frame(spark, days, clean.fact_account_balances_daily.schema),
                               "no_gap_days")
 
     assert outcome.passed is False and outcome.metadata == {"accounts_with_gaps": 1, "missing_days": 1}

@@ -87,8 +87,9 @@ def empty_history(spec: HistorySpec, dimension: DataFrame) -> DataFrame:
     types = {f.name: f.dataType for f in dimension.schema}
     types.update({spec.version_key: T.LongType(), "valid_from": T.TimestampType(), "valid_to": T.TimestampType(),
                   "is_current": T.BooleanType(), "is_deleted": T.BooleanType()})
-    schema = T.StructType([T.StructField(c, types[c], True) for c in spec.columns(dimension)])
-    return dimension.sparkSession.createDataFrame([], schema)
+    # A JVM-side empty relation: an empty Python list would be a Python RDD (workers started per scan).
+    return dimension.sparkSession.range(0).select(
+        *[F.lit(None).cast(types[c]).alias(c) for c in spec.columns(dimension)])
 
 
 def history_changes(spec: HistorySpec, versions: DataFrame, current: DataFrame, extracted_at: datetime) -> DataFrame:

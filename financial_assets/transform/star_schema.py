@@ -33,7 +33,6 @@ from datetime import datetime, timezone
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructField, StructType
 
 from financial_assets.lakehouse.tables import STAR_TABLES
 from financial_assets.quality.defects import (
@@ -89,8 +88,15 @@ def date_key(value: Column) -> Column:
 
 
 def _with_unknown_member(dimension: DataFrame, unknown: dict) -> DataFrame:
-    nullable = StructType([StructField(f.name, f.dataType, True) for f in dimension.schema])
-    row = dimension.sparkSession.createDataFrame([tuple(unknown.get(f.name) for f in nullable)], nullable)
+    """``dimension`` and its unknown member: ``unknown``'s values, NULL in every other column.
+
+    The row is made in the JVM from literals: a Python list given to ``createDataFrame`` becomes a
+    Python RDD, and every query that scans the dimension would then wait for Python workers (about
+    a second per query; Glue and Spark Connect alike)."""
+    one = dimension.sparkSession.range(1)
+    # `when` without `otherwise`: each column nullable, as when the row came from a nullable schema.
+    row = one.select(*[F.when(one.id == 0, F.lit(unknown.get(f.name))).cast(f.dataType).alias(f.name)
+                       for f in dimension.schema])
     return dimension.unionByName(row)
 
 
