@@ -54,3 +54,24 @@ def test_a_cluster_session_ships_the_iceberg_runtime_and_keeps_the_operators_spa
 
     assert "spark.jars" in config or "spark.jars.packages" in config
     assert not {"spark.sql.shuffle.partitions", "spark.driver.memory", "spark.ui.enabled"} & set(config)
+
+
+def test_a_process_that_must_resolve_waits_while_another_one_resolves(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from financial_assets.transform.session import _ivy_resolution_lock
+
+    monkeypatch.setenv("FIN_CACHE_DIR", str(tmp_path))
+    # Another process, as spark_session would be: it gives up at once if it cannot take the lock.
+    other = ("import fcntl, sys; lock = open(sys.argv[1], 'a')\n"
+             "try: fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+             "except BlockingIOError: print('waits')\n"
+             "else: print('resolves')\n")
+    lock_file = str(tmp_path / "ivy" / ".resolution.lock")
+
+    with _ivy_resolution_lock():
+        while_held = subprocess.run([sys.executable, "-c", other, lock_file], capture_output=True, text=True).stdout
+    after = subprocess.run([sys.executable, "-c", other, lock_file], capture_output=True, text=True).stdout
+
+    assert (while_held.strip(), after.strip()) == ("waits", "resolves")

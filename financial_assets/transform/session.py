@@ -7,9 +7,11 @@ that differs between Spark releases or between Glue and a laptop can never chang
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -137,12 +139,28 @@ def spark_session(master: str = DEFAULT_SPARK_MASTER, remote: str | None = None,
         # Python workers run this interpreter (the virtualenv's), not whichever python3 is on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = builder.master(master)
-    settings = {**session_config(remote=bool(remote), master=master), **(config or {})}
-    for key, value in settings.items():
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
-    if not remote:
-        session.sparkContext.setLogLevel("ERROR")
-        if settings.get("spark.jars.packages") == ",".join(JVM_PACKAGES):
-            _remember_resolved_jars(session)
+    with _ivy_resolution_lock() if not remote and resolved_jars() is None else contextlib.nullcontext():
+        # Read inside the lock: the process that held it may have resolved the jars meanwhile.
+        settings = {**session_config(remote=bool(remote), master=master), **(config or {})}
+        for key, value in settings.items():
+            builder = builder.config(key, value)
+        session = builder.getOrCreate()
+        if not remote:
+            session.sparkContext.setLogLevel("ERROR")
+            if settings.get("spark.jars.packages") == ",".join(JVM_PACKAGES):
+                _remember_resolved_jars(session)
     return session
+
+
+@contextlib.contextmanager
+def _ivy_resolution_lock() -> Iterator[None]:
+    """One Ivy resolution at a time in the project's cache: processes starting Spark together on
+    a fresh machine (the test suite's workers, `dagster dev` and the CLI) would write the same
+    files; the others wait, then start from the jars the first one resolved."""
+    import fcntl
+
+    folder = Path(ivy_cache_dir())
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".resolution.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
