@@ -125,6 +125,28 @@ def after_v1(published_v1, tmp_path):
         yield fork, raw, v1
 
 
+@pytest.fixture(scope="module")
+def one_new_transaction(published_v1, spark, tmp_path_factory):
+    """v1 published, then one new transaction (102, on a published account, day 3), built into v2
+    (audited, not published), made once: (catalog, v1's report, v2's report). Tests only read it."""
+    catalog, v1 = published_v1
+    with forked(catalog, tmp_path_factory.mktemp("one-new-transaction")) as (fork, raw):
+        raw.append("transactions", [transaction(102, 10)])
+        yield fork, v1, build_and_record(spark, fork, "v2", POLICY, TOLERANT, now=NOW)
+
+
+@pytest.fixture(scope="module")
+def members_reloaded(published_v1, spark, tmp_path_factory):
+    """As `one_new_transaction`, but with customers and accounts reloaded first (new snapshots, the
+    same rows, no content digest) and v2 published: (catalog, v2's report). Tests only read it."""
+    catalog, _ = published_v1
+    with forked(catalog, tmp_path_factory.mktemp("members-reloaded")) as (fork, raw):
+        raw.append("customers", [customer(1), customer(2)], replace=True)
+        raw.append("accounts", [account(10, 1), account(11, 2)], replace=True)
+        raw.append("transactions", [transaction(102, 10)])
+        yield fork, build_and_publish(spark, fork, "v2")
+
+
 # These tests are about what an incremental build reuses. With their few rows, any source defect
 # (an unknown account, a duplicate event) is a large share of the new rows and would block the
 # publish they build on: here the gate tolerates every share (test_quality_gate.py tests the gate).
@@ -179,13 +201,10 @@ def test_the_published_first_build_was_full_because_nothing_was_published(publis
     assert (v1.mode, v1.mode_reason) == ("full", "no version has been published yet")
 
 
-def test_a_build_on_top_of_a_published_version_transforms_only_the_new_transactions(spark, after_v1):
-    catalog, raw, _ = after_v1
-    raw.append("transactions", [transaction(102, 10, day=5), transaction(103, 11, day=5)])
-    raw.append("transaction_events", [event(4, 102)])
-    report = build_and_publish(spark, catalog, "v2")
+def test_a_build_on_top_of_a_published_version_transforms_only_the_new_transactions(one_new_transaction):
+    _, _, v2 = one_new_transaction
 
-    assert (report.mode, report.new_fact_rows, report.row_counts["fact_transactions"]) == ("incremental", 2, 4)
+    assert (v2.mode, v2.new_fact_rows, v2.row_counts["fact_transactions"]) == ("incremental", 1, 3)
 
 
 def test_an_incremental_build_gives_the_tables_and_audit_of_a_full_build(spark, after_v1):
@@ -236,23 +255,32 @@ def test_a_new_event_for_a_published_transaction_forces_a_full_build(spark, afte
     assert "1 new events belong to published transactions" in reason
 
 
-def test_an_account_arriving_for_a_published_transaction_forces_a_full_build(spark, lakehouse):
-    catalog, raw = lakehouse
-    raw.append("transactions", [transaction(102, 12)])  # account 12 does not exist yet
-    build_and_publish(spark, catalog, "v1")
-    raw.append("accounts", [account(12, 1)])
-    mode, reason = planned(spark, catalog)
+@pytest.fixture(scope="module")
+def published_with_unknown_members(raw_zone, spark, tmp_path_factory):
+    """The standard raw zone plus a transaction of account 12 and an account (13) of customer 3,
+    neither of which exists yet, built and published once: the catalog. Tests take forks of it."""
+    with forked(raw_zone, tmp_path_factory.mktemp("unknown-members")) as (catalog, raw):
+        raw.append("transactions", [transaction(102, 12)])
+        raw.append("accounts", [account(13, 3)])
+        build_and_publish(spark, catalog, "v1")
+        yield catalog
+
+
+def test_an_account_arriving_for_a_published_transaction_forces_a_full_build(spark, published_with_unknown_members,
+                                                                             tmp_path):
+    with forked(published_with_unknown_members, tmp_path) as (catalog, raw):
+        raw.append("accounts", [account(12, 1)])
+        mode, reason = planned(spark, catalog)
 
     assert mode == "full"
     assert "1 published transactions belong to accounts that arrived" in reason
 
 
-def test_a_customer_arriving_for_a_published_account_forces_a_full_build(spark, lakehouse):
-    catalog, raw = lakehouse
-    raw.append("accounts", [account(12, 3)])  # customer 3 does not exist yet
-    build_and_publish(spark, catalog, "v1")
-    raw.append("customers", [customer(3)])
-    mode, reason = planned(spark, catalog)
+def test_a_customer_arriving_for_a_published_account_forces_a_full_build(spark, published_with_unknown_members,
+                                                                         tmp_path):
+    with forked(published_with_unknown_members, tmp_path) as (catalog, raw):
+        raw.append("customers", [customer(3)])
+        mode, reason = planned(spark, catalog)
 
     assert mode == "full"
     assert "1 accounts changed customer or were removed" in reason
@@ -267,27 +295,21 @@ def test_an_account_that_moved_to_another_customer_forces_a_full_build(spark, af
     assert "1 accounts changed customer or were removed" in reason
 
 
-def test_snapshot_tables_reloaded_unchanged_still_allow_an_incremental_build(spark, after_v1):
-    catalog, raw, _ = after_v1
-    raw.append("customers", [customer(1), customer(2)], replace=True)
-    raw.append("accounts", [account(10, 1), account(11, 2)], replace=True)
-    raw.append("transactions", [transaction(102, 10)])
-    report = build_and_publish(spark, catalog, "v2")
+def test_snapshot_tables_reloaded_unchanged_still_allow_an_incremental_build(members_reloaded):
+    _, v2 = members_reloaded
 
-    assert (report.mode, report.new_fact_rows) == ("incremental", 1)
+    assert (v2.mode, v2.new_fact_rows) == ("incremental", 1)
 
 
 BALANCES = "fact_account_balances_daily"
 MEMBERS = ("dim_customers", "dim_accounts", "dim_customers_history", "dim_accounts_history")
 
 
-def test_members_whose_raw_snapshots_are_the_published_ones_are_kept_as_published(spark, after_v1):
-    catalog, raw, v1 = after_v1
-    raw.append("transactions", [transaction(102, 10)])
-    report = build_and_publish(spark, catalog, "v2")
+def test_members_whose_raw_snapshots_are_the_published_ones_are_kept_as_published(one_new_transaction):
+    _, v1, v2 = one_new_transaction
 
-    assert report.mode == "incremental"
-    assert {table: report.snapshots[table] for table in MEMBERS} == {table: v1.snapshots[table] for table in MEMBERS}
+    assert v2.mode == "incremental"
+    assert {table: v2.snapshots[table] for table in MEMBERS} == {table: v1.snapshots[table] for table in MEMBERS}
 
 
 def test_members_reloaded_with_the_content_digest_the_published_build_read_are_kept(spark, after_v1):
@@ -306,23 +328,16 @@ def test_members_reloaded_with_the_content_digest_the_published_build_read_are_k
     assert {table: v3.snapshots[table] for table in MEMBERS} == {table: v2.snapshots[table] for table in MEMBERS}
 
 
-def test_kept_members_give_the_tables_and_audit_of_members_compared_again(spark, published_v1, tmp_path):
-    catalog, _ = published_v1
-    with forked(catalog, tmp_path / "kept") as (kept, raw_kept), forked(catalog, tmp_path / "compared") as (
-            compared, raw_compared):
-        raw_kept.append("transactions", [transaction(102, 10)])
-        raw_compared.append("customers", [customer(1), customer(2)], replace=True)  # new snapshots, same rows
-        raw_compared.append("accounts", [account(10, 1), account(11, 2)], replace=True)
-        raw_compared.append("transactions", [transaction(102, 10)])
-        with_kept, with_compared = (build_and_publish(spark, lakehouse, "v2") for lakehouse in (kept, compared))
+def test_kept_members_give_the_tables_and_audit_of_members_compared_again(spark, one_new_transaction, members_reloaded):
+    kept, v1, with_kept = one_new_transaction
+    compared, with_compared = members_reloaded
+    tables = [branch_rows(spark, kept, with_kept), branch_rows(spark, compared, with_compared)]
+    for rows in tables:  # each balance row says when its accounts were extracted, and these were not at once
+        rows[BALANCES] = [row[:4] + row[5:] for row in rows[BALANCES]]
 
-        tables = [branch_rows(spark, kept, with_kept), branch_rows(spark, compared, with_compared)]
-        for rows in tables:  # each balance row says when its accounts were extracted, and these were not at once
-            rows[BALANCES] = [row[:4] + row[5:] for row in rows[BALANCES]]
-
-        assert with_compared.snapshots["dim_customers"] != published_v1[1].snapshots["dim_customers"]
-        assert tables[0] == tables[1]
-        assert version_audit(with_kept) == version_audit(with_compared)
+    assert with_compared.snapshots["dim_customers"] != v1.snapshots["dim_customers"]
+    assert tables[0] == tables[1]
+    assert version_audit(with_kept) == version_audit(with_compared)
 
 
 def test_a_reloaded_raw_table_forces_a_full_build(spark, after_v1):
@@ -358,10 +373,8 @@ def fact_files(catalog, snapshot_id: int) -> set[str]:
     return {task.file.file_path for task in table.scan(snapshot_id=snapshot_id).plan_files()}
 
 
-def test_an_incremental_build_appends_new_fact_files_and_copies_none(spark, after_v1):
-    catalog, raw, first = after_v1
-    raw.append("transactions", [transaction(102, 10, day=5)])
-    second = build_and_publish(spark, catalog, "v2")
+def test_an_incremental_build_appends_new_fact_files_and_copies_none(one_new_transaction):
+    catalog, first, second = one_new_transaction
     before, after = fact_files(catalog, first.snapshots["fact_transactions"]), fact_files(catalog, second.snapshots["fact_transactions"])
 
     assert before < after
@@ -378,10 +391,8 @@ def test_a_transaction_committed_late_below_the_published_mark_forces_a_full_bui
     assert report.row_counts["fact_transactions"] == 3
 
 
-def test_a_build_leaves_main_where_it_was_until_it_is_published(spark, after_v1):
-    catalog, raw, first = after_v1
-    raw.append("transactions", [transaction(102, 10)])
-    build_and_record(spark, catalog, "v2", POLICY, now=NOW)
+def test_a_build_leaves_main_where_it_was_until_it_is_published(one_new_transaction):
+    catalog, first, _ = one_new_transaction
     fact = catalog.load().load_table(catalog.analytics_table("fact_transactions"))
 
     assert fact.refs()["main"].snapshot_id == first.snapshots["fact_transactions"]
