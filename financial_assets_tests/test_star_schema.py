@@ -169,6 +169,19 @@ def test_clear_text_needs_an_explicit_opt_in(spark):
     assert (row["email"], row["phone"], row["address"]) == ("a@x.org", "123", "1 St\nX, KS 12345")
 
 
+def test_the_unknown_member_is_made_in_the_jvm_not_read_from_python(spark):
+    from financial_assets.transform.star_schema import _with_unknown_member
+
+    dimension = spark.range(0).selectExpr("id AS customer_key", "CAST(NULL AS STRING) AS name")
+    with_unknown = _with_unknown_member(dimension, {"customer_key": -1, "name": "Unknown customer"})
+    # Rows from a Python list are a Python RDD, scanned as "ExistingRDD" by Python workers in every query.
+    plan = with_unknown._jdf.queryExecution().executedPlan().toString()
+
+    assert "ExistingRDD" not in plan
+    assert [tuple(row) for row in with_unknown.collect()] == [(-1, "Unknown customer")]
+    assert all(field.nullable for field in with_unknown.schema)
+
+
 def test_a_published_table_that_drifts_from_its_contract_fails_the_schema_check(spark):
     from financial_assets.quality.star_checks import _schema
 

@@ -155,8 +155,8 @@ def spark_session(master: str = DEFAULT_SPARK_MASTER, remote: str | None = None,
 @contextlib.contextmanager
 def _ivy_resolution_lock() -> Iterator[None]:
     """One Ivy resolution at a time in the project's cache: processes starting Spark together on
-    a fresh machine (the test suite's workers, `dagster dev` and the CLI) would write the same
-    files; the others wait, then start from the jars the first one resolved."""
+    a fresh machine (`dagster dev` and the CLI, a test's CLI run and the suite's session) would
+    write the same files; the others wait, then start from the jars the first one resolved."""
     import fcntl
 
     folder = Path(ivy_cache_dir())

@@ -92,7 +92,7 @@ def _with_unknown_member(dimension: DataFrame, unknown: dict) -> DataFrame:
 
     The row is made in the JVM from literals: a Python list given to ``createDataFrame`` becomes a
     Python RDD, and every query that scans the dimension would then wait for Python workers (about
-    a second per query; Glue and Spark Connect alike)."""
+    a second per query, locally and on Glue)."""
     one = dimension.sparkSession.range(1)
     # `when` without `otherwise`: each column nullable, as when the row came from a nullable schema.
     row = one.select(*[F.when(one.id == 0, F.lit(unknown.get(f.name))).cast(f.dataType).alias(f.name)
