@@ -62,7 +62,7 @@ def star(spark):
         transaction_events=frame(spark, events, EVENTS),
     )
     schema = build_star_schema(raw, POLICY)
-    tables = {name: {row[0]: row.asDict() for row in frame.collect()} for name, frame in schema.tables().items()}
+    tables = {name: {row[0]: row.asDict() for row in table.collect()} for name, table in schema.tables().items()}
     tables["statistics"] = event_statistics(raw.transactions, raw.transaction_events)
     return tables
 
