@@ -54,7 +54,9 @@ test: services $(IAC_INSTALLED)
 dev: services $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
-# Benchmarks, not tests: extraction against its baselines, then the pipeline stage by stage.
+# Benchmarks, not tests: extraction against its baselines, then the pipeline stage by stage, the
+# peer stack on the same data, and the pipeline once more on a two-worker standalone Spark cluster
+# (one timed run: the side-by-side with local[*]).
 # SCALE and EVENTS take 500000, 500k or 2m; EVENTS defaults to 15% of SCALE.
 SCALE ?= 500k
 EVENTS ?=
@@ -86,10 +88,11 @@ bench-startup: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
 
 bench: $(BENCH_INSTALLED) $(PEER_INSTALLED)
 	$(BENCH_BIN)/python -m bench.run --transactions $(SCALE) $(if $(EVENTS),--events $(EVENTS)) --repeat $(REPEAT)
-	$(BENCH_BIN)/python -m bench.pipeline --transactions $(SCALE) $(if $(EVENTS),--events $(EVENTS)) --repeat $(REPEAT)
+	$(BENCH_BIN)/python -m bench.pipeline --transactions $(SCALE) $(if $(EVENTS),--events $(EVENTS)) --repeat $(REPEAT) --profile
 	.venv-dlt/bin/python -m bench.peer_dlt --database bench_pipeline --mongo-database bench_pipeline --repeat $(REPEAT)
+	$(BENCH_BIN)/python -m bench.pipeline --transactions $(SCALE) $(if $(EVENTS),--events $(EVENTS)) --repeat 1 --profile --cluster 2
 	mkdir -p bench/results/scale-$(SCALE)
-	cp bench/results/latest.json bench/results/pipeline.json bench/results/peer.json bench/results/scale-$(SCALE)/
+	cp bench/results/latest.json bench/results/pipeline.json bench/results/pipeline-cluster.json bench/results/peer.json bench/results/scale-$(SCALE)/
 	$(BENCH_BIN)/python -m bench.report --scale $(SCALE)
 
 # Stops the local servers even when FIN_*_URL point elsewhere and deletes their data, also where

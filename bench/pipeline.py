@@ -8,6 +8,13 @@ on the last one, each after adding 1% new transactions and events. Reports each 
 from Dagster's own step events (medians after a warm-up), the star schema's build mode, and the
 document store's own cost of finding the new events (FerretDB 1.x cannot seek by `_id`: it scans
 the collection). Writes `bench/results/pipeline.json`; the lakehouses are deleted afterwards.
+
+Also recorded, for the report's "where the time goes": how long the Spark session takes to start
+(paid once per process: by every CLI run, by none of the timed runs here), and the CPU that each
+kind of process used during each step of the last full and the last incremental run
+(`bench/resource_use.py`). `--cluster N` runs the same on a standalone Spark cluster of N workers
+of one core each, started on loopback from pyspark's distribution, and writes
+`bench/results/pipeline-cluster.json` instead: the side-by-side with `local[*]`.
 """
 
 from __future__ import annotations
@@ -18,19 +25,25 @@ import os
 import statistics
 import tempfile
 import time
-from contextlib import closing
+from contextlib import ExitStack, closing
 from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.cases import default_events, package_versions, peak_rss_kib, row_count
 
-RESULTS = Path(__file__).resolve().parent / "results" / "pipeline.json"
+RESULTS = Path(__file__).resolve().parent / "results"
 DATABASE = "bench_pipeline"
+TOTAL = "pipeline (all assets, one run)"
+# A cluster's executors are JVMs of their own, sized like the local driver's share of the machine.
+CLUSTER_WORKER_MEMORY = "3g"
+CLUSTER_SETTINGS = {"spark.executor.memory": "2g", "spark.driver.memory": "2g",
+                    "spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false",
+                    "spark.ui.showConsoleProgress": "false"}
 
 
-def step_seconds(instance, run_id: str) -> dict[str, float]:
-    """Wall seconds of each step, from its STEP_START to its STEP_SUCCESS or STEP_FAILURE."""
-    started, seconds = {}, {}
+def step_windows(instance, run_id: str) -> dict[str, tuple[float, float]]:
+    """Epoch seconds of each step, from its STEP_START to its STEP_SUCCESS or STEP_FAILURE."""
+    started, windows = {}, {}
     for entry in instance.all_logs(run_id):
         event = entry.dagster_event
         if event is None:
@@ -38,8 +51,14 @@ def step_seconds(instance, run_id: str) -> dict[str, float]:
         if event.event_type_value == "STEP_START":
             started[event.step_key] = entry.timestamp
         elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in started:
-            seconds[event.step_key] = entry.timestamp - started[event.step_key]
-    return seconds
+            windows[event.step_key] = (started[event.step_key], entry.timestamp)
+    return windows
+
+
+def time_use(windows: dict[str, tuple[float, float]], sampler) -> dict[str, dict]:
+    """Each step's wall seconds and the CPU seconds each kind of process used meanwhile."""
+    return {step: {"seconds": round(until - since, 2), "cpu_seconds": sampler.cpu_between(since, until)}
+            for step, (since, until) in sorted(windows.items(), key=lambda item: item[1][0])}
 
 
 def append_new_rows(postgres_url: str, mongo_url: str, database: str, share: float) -> int:
@@ -128,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
                         "from Spark's event log (bench/spark_profile.py)")
     parser.add_argument("--incremental-share", type=float, default=0.01,
                         help="new rows added before each incremental run (default 1%%)")
+    parser.add_argument("--cluster", type=int, default=0, metavar="WORKERS",
+                        help="build on a standalone Spark cluster of this many one-core workers on loopback "
+                        "instead of local[*]; writes pipeline-cluster.json")
     args = parser.parse_args(argv)
 
     from dagster import DagsterInstance, materialize
@@ -154,38 +176,58 @@ def main(argv: list[str] | None = None) -> int:
     report = seed_sources(postgres_url, settings.mongo_url, DATABASE, config, progress=True)
     seed_seconds = time.monotonic() - started
 
+    from bench.resource_use import CpuSampler
+    from bench.spark_profile import event_log_config
+    from financial_assets.resources.spark import SparkResource
+    from financial_assets.resources.star_schema_engine import LocalSparkEngine
+    from financial_assets_tests.spark_cluster import SparkCluster
+
     modes: list[str] = []
     windows: dict[str, tuple[float, float]] = {}  # "full" / "incremental" -> the last such run's epoch seconds
+    steps: dict[str, dict[str, tuple[float, float]]] = {}  # the same runs' steps
     event_log = tempfile.mkdtemp(prefix="financial-assets-bench-spark-") if args.profile else None
-    engine = None
-    if event_log:
-        from bench.spark_profile import event_log_config
-        from financial_assets.resources.star_schema_engine import LocalSparkEngine
-        from financial_assets.resources.spark import SparkResource
+    spark_config = event_log_config(event_log) if event_log else {}
+    cluster = None
+    with ExitStack() as cleanup:
+        scratch = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="financial-assets-bench-"))
+        if args.cluster:
+            print(f"starting a Spark cluster of {args.cluster} one-core workers...", flush=True)
+            cluster = cleanup.enter_context(SparkCluster(
+                Path(scratch) / "spark-cluster", workers=args.cluster, worker_cores=1,
+                worker_memory=CLUSTER_WORKER_MEMORY))
+            spark = SparkResource(master=cluster.master_url, config={**CLUSTER_SETTINGS, **spark_config})
+        else:
+            spark = SparkResource(config=spark_config)
+        engine = LocalSparkEngine(spark=spark)
+        sampler = cleanup.enter_context(CpuSampler())
+        # The session's start is paid once per process (by every CLI run), here before the runs.
+        started = time.monotonic()
+        cleanup.callback(spark.session().stop)  # before the cluster it runs on
+        session_start_seconds = time.monotonic() - started
+        print(f"Spark session ({spark.master}) started in {session_start_seconds:.1f} s", flush=True)
 
-        engine = LocalSparkEngine(spark=SparkResource(config=event_log_config(event_log)))
+        def run(lakehouse, label: str) -> dict[str, float]:
+            resources = local_pipeline_resources(
+                lakehouse, "bench-only-pii-key",
+                postgres_url=postgres_url, mongo_url=settings.mongo_url, mongo_database=DATABASE,
+                star_schema_engine=engine,
+            )
+            print(f"{label}...", flush=True)
+            instance = DagsterInstance.ephemeral()
+            started, started_at = time.monotonic(), time.time()
+            result = materialize([*RAW_ASSETS, *ANALYTICS_ASSETS], resources=resources, instance=instance,
+                                 raise_on_error=False,
+                                 run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+            total = time.monotonic() - started
+            if not result.success:
+                raise SystemExit(f"bench: the {label} failed; see the Dagster output above")
+            modes.append(build_mode(result))
+            kind = "incremental" if "incremental" in label else "full"
+            windows[kind] = (started_at, time.time())
+            steps[kind] = step_windows(instance, result.run_id)
+            print(f"  {total:.1f} s; star schema: {modes[-1]}", flush=True)
+            return {**{step: until - since for step, (since, until) in steps[kind].items()}, TOTAL: total}
 
-    def run(lakehouse, label: str) -> dict[str, float]:
-        resources = local_pipeline_resources(
-            lakehouse, "bench-only-pii-key",
-            postgres_url=postgres_url, mongo_url=settings.mongo_url, mongo_database=DATABASE,
-            star_schema_engine=engine,
-        )
-        print(f"{label}...", flush=True)
-        instance = DagsterInstance.ephemeral()
-        started, started_at = time.monotonic(), time.time()
-        result = materialize([*RAW_ASSETS, *ANALYTICS_ASSETS], resources=resources, instance=instance,
-                             raise_on_error=False,
-                             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
-        total = time.monotonic() - started
-        if not result.success:
-            raise SystemExit(f"bench: the {label} failed; see the Dagster output above")
-        modes.append(build_mode(result))
-        windows["incremental" if "incremental" in label else "full"] = (started_at, time.time())
-        print(f"  {total:.1f} s; star schema: {modes[-1]}", flush=True)
-        return {**step_seconds(instance, result.run_id), "pipeline (all assets, one run)": total}
-
-    with tempfile.TemporaryDirectory(prefix="financial-assets-bench-") as scratch:
         # Full runs: each on a fresh lakehouse, the same sources. The first warms Spark up.
         full_runs, lakehouse = [], None
         for attempt in range(args.repeat + 1):
@@ -207,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     scan = store_scan_seconds(settings.mongo_url, DATABASE, newest)
 
     full, incremental = median_stages(full_runs), median_stages(incremental_runs)
-    total = "pipeline (all assets, one run)"
+    total = TOTAL
     load = os.getloadavg()[0]
     lines = [
         f"end-to-end pipeline: {report.rows['transactions']:,} transactions, "
@@ -227,16 +269,25 @@ def main(argv: list[str] | None = None) -> int:
     lines.append(f"of which the document store's scan for new events: {scan:.2f} s (median of 3); "
                  f"the rest of the incremental run / full: {beyond_scan:.2f}")
     print("\n".join(lines))
-    profiles = {}
+    profiles, spark_executions = {}, {}
     if event_log:
+        from dataclasses import asdict
+
         from bench.spark_profile import executions, read_events, table
 
         events = read_events(event_log)
         for name, (since, until) in windows.items():
-            profiles[name] = table(executions(events, since, until), since, until)
+            found = executions(events, since, until)
+            profiles[name] = table(found, since, until)
+            spark_executions[name] = [asdict(execution) for execution in found]
             print(f"\nwhere the last {name} run's Spark time went:\n{profiles[name]}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    uses = {kind: {**time_use(steps[kind], sampler),
+                   TOTAL: {"seconds": round(windows[kind][1] - windows[kind][0], 2),
+                           "cpu_seconds": sampler.cpu_between(*windows[kind])}}
+            for kind in windows}
+    results = RESULTS / ("pipeline-cluster.json" if cluster else "pipeline.json")
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps({
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "rows": report.rows,
         "repeat": args.repeat,
@@ -255,7 +306,11 @@ def main(argv: list[str] | None = None) -> int:
         "load_average": load,
         "cores": os.cpu_count(),
         "versions": package_versions("dagster", "pyspark", "pyarrow", "duckdb", "pymongo", "psycopg2-binary"),
-        **({"spark_profile": profiles} if profiles else {}),
+        "engine": (f"standalone Spark cluster: {args.cluster} workers of 1 core and {CLUSTER_WORKER_MEMORY} "
+                   f"(executors {CLUSTER_SETTINGS['spark.executor.memory']}), on loopback") if cluster else "local[*]",
+        "spark_session_start_seconds": round(session_start_seconds, 2),
+        "time_use": uses,
+        **({"spark_profile": profiles, "spark_executions": spark_executions} if profiles else {}),
     }, indent=1) + "\n")
     return 0
 

@@ -34,8 +34,11 @@ class Execution:
     started: float  # epoch seconds
     seconds: float
     jobs: int
+    stages: int
     tasks: int
     cpu_seconds: float
+    input_mb: float  # read from tables and files
+    shuffle_mb: float  # written to the shuffle, read by the next stage (over the network on a cluster)
 
 
 def read_events(directory: str | Path) -> list[dict]:
@@ -60,14 +63,21 @@ def executions(events: list[dict], since: float = 0.0, until: float = float("inf
             descriptions[event["executionId"]] = event.get("description", "")
         elif kind.endswith("SparkListenerSQLExecutionEnd"):
             ended[event["executionId"]] = event["time"] / 1000
-    stage_tasks, stage_cpu = {}, {}
+    # Per completed stage (a stage skipped because its shuffle output was reused never completes):
+    # tasks, executor CPU seconds, MB read as input, MB written to the shuffle.
+    stages = {}
     for event in events:
         if event["Event"] == "SparkListenerStageCompleted":
             info = event["Stage Info"]
-            stage_tasks[info["Stage ID"]] = info["Number of Tasks"]
-            metrics = {a["Name"]: a.get("Value") for a in info.get("Accumulables", [])}
-            stage_cpu[info["Stage ID"]] = float(metrics.get("internal.metrics.executorCpuTime") or 0) / 1e9
-    jobs, tasks, cpu = {}, {}, {}
+            metrics = {a["Name"]: float(a.get("Value") or 0) for a in info.get("Accumulables", [])
+                       if str(a.get("Value", "")).lstrip("-").isdigit()}
+            stages[info["Stage ID"]] = (
+                info["Number of Tasks"],
+                metrics.get("internal.metrics.executorCpuTime", 0) / 1e9,
+                metrics.get("internal.metrics.input.bytesRead", 0) / 1e6,
+                metrics.get("internal.metrics.shuffle.write.bytesWritten", 0) / 1e6,
+            )
+    jobs, per_execution = {}, {}
     for event in events:
         if event["Event"] == "SparkListenerJobStart":
             execution = event.get("Properties", {}).get("spark.sql.execution.id")
@@ -75,14 +85,19 @@ def executions(events: list[dict], since: float = 0.0, until: float = float("inf
                 continue
             execution = int(execution)
             jobs[execution] = jobs.get(execution, 0) + 1
-            tasks[execution] = tasks.get(execution, 0) + sum(stage_tasks.get(s, 0) for s in event["Stage IDs"])
-            cpu[execution] = cpu.get(execution, 0.0) + sum(stage_cpu.get(s, 0.0) for s in event["Stage IDs"])
-    return [
-        Execution(id, descriptions[id].split("\n")[0][:70], start, ended.get(id, start) - start,
-                  jobs[id], tasks[id], round(cpu[id], 2))
-        for id, start in sorted(started.items(), key=lambda item: item[1])
-        if since <= start <= until and jobs.get(id)
-    ]
+            per_execution.setdefault(execution, {}).update(
+                {stage: stages[stage] for stage in event["Stage IDs"] if stage in stages})
+    found = []
+    for id, start in sorted(started.items(), key=lambda item: item[1]):
+        if not (since <= start <= until and jobs.get(id)):
+            continue
+        done = per_execution.get(id, {}).values()
+        found.append(Execution(
+            id, descriptions[id].split("\n")[0][:70], start, ended.get(id, start) - start, jobs[id], len(done),
+            sum(s[0] for s in done), round(sum(s[1] for s in done), 2), round(sum(s[2] for s in done), 1),
+            round(sum(s[3] for s in done), 1),
+        ))
+    return found
 
 
 def table(found: list[Execution], since: float, until: float) -> str:
@@ -90,9 +105,10 @@ def table(found: list[Execution], since: float, until: float) -> str:
     inside = sum(e.seconds for e in found)
     lines = [f"{until - since:.1f} s wall, {inside:.1f} s in {len(found)} Spark executions "
              f"({sum(e.jobs for e in found)} jobs); the rest is the driver's own work",
-             f"{'at s':>7} {'seconds':>8} {'jobs':>5} {'tasks':>6} {'CPU s':>6}  execution"]
-    lines += [f"{e.started - since:7.1f} {e.seconds:8.2f} {e.jobs:5d} {e.tasks:6d} {e.cpu_seconds:6.1f}  {e.description}"
-              for e in found]
+             f"{'at s':>7} {'seconds':>8} {'jobs':>5} {'stages':>6} {'tasks':>6} {'CPU s':>6} {'in MB':>7} "
+             f"{'shuffle MB':>10}  execution"]
+    lines += [f"{e.started - since:7.1f} {e.seconds:8.2f} {e.jobs:5d} {e.stages:6d} {e.tasks:6d} {e.cpu_seconds:6.1f} "
+              f"{e.input_mb:7.1f} {e.shuffle_mb:10.1f}  {e.description}" for e in found]
     return "\n".join(lines)
 
 

@@ -140,3 +140,60 @@ def test_a_scale_without_result_files_is_refused_and_its_record_kept(tmp_path, r
 
 def test_the_committed_document_is_the_committed_record():
     assert (REPO_ROOT / "docs" / "benchmarks.md").read_text() == report.document(REPO_ROOT / "bench" / "record")
+
+
+def with_time_use(result: dict, spark_cpu: float) -> dict:
+    """A pipeline result with what `--profile` and the CPU sampler add: each step's CPU by kind of
+    process, the session's start, and the build's Spark executions."""
+    idle = {"pipeline": 0.0, "Spark": 0.0, "FerretDB": 0.0, "PostgreSQL": 0.0}
+    step = lambda seconds, **cpu: {"seconds": seconds, "cpu_seconds": idle | cpu}  # noqa: E731
+    execution = {"id": 1, "description": "overwrite at NativeMethodAccessorImpl.java:0", "started": 0.0,
+                 "seconds": 8.0, "jobs": 3, "stages": 3, "tasks": 40, "cpu_seconds": 12.0, "input_mb": 5.0,
+                 "shuffle_mb": 2.5}
+    return result | {
+        "spark_session_start_seconds": 9.5,
+        "engine": "local[*]",
+        "time_use": {kind: {"raw_transaction_events": step(10.0, FerretDB=9.0, pipeline=2.0),
+                            "star_schema": step(10.0, Spark=spark_cpu),
+                            "pipeline (all assets, one run)": step(20.0, Spark=spark_cpu, FerretDB=9.0)}
+                     for kind in ("full", "incremental")},
+        "spark_executions": {"full": [execution], "incremental": [execution]},
+    }
+
+
+def test_where_the_time_goes_says_what_bounds_each_step(tmp_path, record):
+    pipeline = with_time_use(pipeline_result(1_000_000, 20.0, "2026-12-01T10:00:00+00:00"), spark_cpu=18.0)
+
+    section = (report.record_run("1m", write_run(tmp_path / "r", pipeline=pipeline), record) / "section.md").read_text()
+
+    assert "### Where the time goes" in section and "The Spark session's start, 9.5 s" in section
+    assert "| raw_transaction_events | 10.00 | 50% | the document store (FerretDB 0.9, pipeline 0.2 of 2 cores) |" in section
+    assert "| star_schema | 10.00 | 50% | CPU, all 2 cores busy, most by Spark (Spark 1.8) |" in section
+
+
+def test_a_run_keeps_the_pipeline_result_it_replaces_as_its_before(tmp_path, record):
+    report.record_run("2m", write_run(tmp_path / "first", pipeline=pipeline_result(
+        2_000_000, 30.0, "2026-11-30T10:00:00+00:00") | {"full_seconds": dict.fromkeys(STAGES, 7.5)}), record)
+    second = with_time_use(pipeline_result(2_000_000, 20.0, "2026-12-01T10:00:00+00:00"), spark_cpu=18.0)
+
+    folder = report.record_run("2m", write_run(tmp_path / "second", pipeline=second), record)
+    again = report.record_run("2m", write_run(tmp_path / "second", pipeline=second), record)  # rendered twice
+
+    assert json.loads((again / report.PREVIOUS_PIPELINE).read_text())["timestamp"] == "2026-11-30T10:00:00+00:00"
+    assert "| step | before (s), 2026-11-30 | seconds | share | bound by |" in (folder / "section.md").read_text()
+    assert "| star_schema | 7.50 | 10.00 | 50% |" in (again / "section.md").read_text()
+
+
+def test_the_cluster_run_is_shown_beside_local_on_the_same_data_with_its_ratio(tmp_path, record):
+    local = with_time_use(pipeline_result(2_000_000, 20.0, "2026-12-01T10:00:00+00:00"), spark_cpu=18.0)
+    cluster = with_time_use(pipeline_result(2_000_000, 30.0, "2026-12-01T11:00:00+00:00"), spark_cpu=27.0)
+    cluster["full_seconds"] = dict(cluster["full_seconds"], star_schema=3.0)
+    cluster["engine"] = "standalone Spark cluster: 2 workers of 1 core"
+
+    folder = report.record_run("2m", write_run(tmp_path / "r", pipeline=local, **{"pipeline-cluster": cluster}), record)
+    section = (folder / "section.md").read_text()
+
+    assert "## The same pipeline on a standalone Spark cluster" in section
+    assert "| star_schema, full | 1.00 | 3.00 | 3.00x |" in section
+    assert "full star-schema step: 18.0 s on `local[*]`, 27.0 s on the cluster (1.50x)" in section
+    assert "| cluster, full | 1 | 3 | 3 | 40 | 12.0 | 2.5 | 100% |" in section

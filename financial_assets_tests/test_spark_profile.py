@@ -26,15 +26,19 @@ def job(job_id, execution_id, stages):
             "Properties": {"spark.sql.execution.id": str(execution_id)}}
 
 
-def stage(stage_id, tasks, cpu_ns):
+def stage(stage_id, tasks, cpu_ns, input_bytes=0, shuffle_bytes=0):
     return {"Event": "SparkListenerStageCompleted", "Stage Info": {
         "Stage ID": stage_id, "Number of Tasks": tasks,
-        "Accumulables": [{"Name": "internal.metrics.executorCpuTime", "Value": cpu_ns}]}}
+        "Accumulables": [{"Name": "internal.metrics.executorCpuTime", "Value": cpu_ns},
+                         {"Name": "internal.metrics.input.bytesRead", "Value": input_bytes},
+                         # Spark logs some accumulables' values as strings.
+                         {"Name": "internal.metrics.shuffle.write.bytesWritten", "Value": str(shuffle_bytes)}]}}
 
 
 EVENTS = [
     *execution(1, 10_000, 14_000, "overwrite at NativeMethodAccessorImpl.java:0"),
-    job(0, 1, [0, 1]), stage(0, 2, 3_000_000_000), stage(1, 3, 1_500_000_000),
+    job(0, 1, [0, 1, 9]), stage(0, 2, 3_000_000_000, input_bytes=8_000_000, shuffle_bytes=2_500_000),
+    stage(1, 3, 1_500_000_000),  # stage 9 was skipped: it never completes
     *execution(2, 15_000, 15_500, "collect at star_checks.py:283"),
     job(1, 2, [2]), stage(2, 4, 500_000_000),
     *execution(3, 16_000, 16_100, "a plan Spark answered without a job"),
@@ -47,6 +51,14 @@ def test_each_execution_with_a_job_is_a_line_with_its_jobs_tasks_and_cpu(tmp_pat
     found = executions(read_events(tmp_path))
 
     assert [(e.id, e.seconds, e.jobs, e.tasks, e.cpu_seconds) for e in found] == [(1, 4.0, 1, 5, 4.5), (2, 0.5, 1, 4, 0.5)]
+
+
+def test_each_execution_counts_its_completed_stages_and_the_megabytes_it_read_and_shuffled(tmp_path):
+    write_log(tmp_path, EVENTS)
+
+    first = executions(read_events(tmp_path))[0]
+
+    assert (first.stages, first.input_mb, first.shuffle_mb) == (2, 8.0, 2.5)
 
 
 def test_only_the_executions_started_in_the_window_are_kept(tmp_path):

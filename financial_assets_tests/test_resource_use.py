@@ -1,0 +1,50 @@
+"""bench.resource_use: what bounds a step, from the CPU each kind of process used during it."""
+
+import subprocess
+import sys
+import time
+
+from bench.resource_use import CpuSampler, bound_by
+
+IDLE = {"pipeline": 0.0, "Spark": 0.0, "FerretDB": 0.0, "PostgreSQL": 0.0}
+
+
+def test_a_step_that_kept_the_cores_busy_is_bound_by_cpu_and_names_who_used_it():
+    assert bound_by(10.0, IDLE | {"Spark": 17.0, "pipeline": 1.0}, cores=2) == (
+        "CPU, all 2 cores busy, most by Spark (Spark 1.7, pipeline 0.1)")
+
+
+def test_a_step_where_the_document_store_worked_most_is_bound_by_the_store():
+    assert bound_by(10.0, IDLE | {"FerretDB": 9.0, "pipeline": 3.0}, cores=2) == (
+        "the document store (FerretDB 0.9, pipeline 0.3 of 2 cores)")
+
+
+def test_a_step_in_which_little_ran_is_fixed_costs_and_waiting():
+    assert bound_by(10.0, IDLE | {"Spark": 1.0}, cores=2) == "fixed costs and waiting (0.1 of 2 cores busy)"
+
+
+def test_a_step_too_short_to_sample_gets_no_verdict():
+    assert bound_by(0.5, IDLE | {"Spark": 1.0}, cores=2) == "-"
+
+
+def test_the_sampler_counts_this_process_as_the_pipeline():
+    with CpuSampler(interval_s=0.05) as sampler:
+        since = time.time()
+        while time.time() - since < 0.6:
+            pass
+        until = time.time()
+
+    assert sampler.cpu_between(since, until)["pipeline"] >= 0.3
+
+
+def test_the_sampler_counts_a_jvm_this_process_started_as_spark(tmp_path):
+    java = tmp_path / "java"  # a busy child whose command name is what Spark's driver JVM has
+    java.symlink_to(sys.executable)
+    with CpuSampler(interval_s=0.05) as sampler:
+        since = time.time()
+        subprocess.Popen([str(java), "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"])
+        time.sleep(1.0)  # measured while it runs: a process that ends takes its total with it
+        until = time.time()
+
+    used = sampler.cpu_between(since, until)
+    assert used["Spark"] >= 0.5 and used["FerretDB"] == 0.0
