@@ -38,15 +38,19 @@ class Runs:
 
     catalog: LakehouseCatalog
     source_transactions: int
+    logs: tuple[str, str]  # each run's Dagster log (INFO)
 
 
-def materialize(environment: dict[str, str]) -> None:
-    """`financial-assets materialize` of the raw zone and the analytics (build, checks, publish)."""
+def materialize(environment: dict[str, str]) -> str:
+    """`financial-assets materialize` of the raw zone and the analytics (build, checks, publish);
+    its Dagster log."""
     completed = subprocess.run(
-        [sys.executable, "-m", "financial_assets.cli", "materialize", "--select", "group:raw or group:analytics"],
+        [sys.executable, "-m", "financial_assets.cli", "materialize", "--select", "group:raw or group:analytics",
+         "--log-level", "INFO"],
         env=environment, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed.stderr
 
 
 def add_transactions(postgres_url: str, count: int) -> None:
@@ -79,10 +83,11 @@ def run_twice(server_settings, moto_endpoint: str, tmp_path, engine: dict[str, s
             "FIN_PII_HMAC_KEY": TEST_PII_KEY,
             **engine,
         }
-        materialize(environment)
+        first = materialize(environment)
         add_transactions(sources.postgres_url, NEW_TRANSACTIONS)
-        materialize(environment)
-    return Runs(Settings.from_env(environment).catalog(), report.rows["transactions"] + NEW_TRANSACTIONS)
+        second = materialize(environment)
+    return Runs(Settings.from_env(environment).catalog(), report.rows["transactions"] + NEW_TRANSACTIONS,
+                (first, second))
 
 
 # ------------------------------------------------------------------ a standalone cluster
@@ -162,6 +167,10 @@ def test_each_cluster_run_is_one_application_that_ran_tasks_on_both_workers_exec
     for application, by_worker in finished_tasks.items():
         assert sorted(by_worker) == [1, 2], application
         assert all(tasks > 0 for tasks in by_worker.values()), (application, by_worker)
+
+
+def test_the_cluster_session_starts_with_the_run_while_the_sources_are_extracted(cluster_runs):
+    assert all("the Spark session started with the run, in the background" in log for log in cluster_runs.logs)
 
 
 def test_the_cluster_runs_take_the_operators_spark_defaults(cluster_runs):

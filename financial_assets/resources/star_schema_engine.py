@@ -8,6 +8,7 @@ runs and how its report comes back. Loading this module loads no PySpark: the co
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from dagster import (
@@ -59,9 +60,12 @@ class LocalSparkEngine(StarSchemaEngine):
     def build(self, context, lakehouse, pii, version, thresholds, full_refresh=False):
         from financial_assets.lakehouse.star_builds import build_and_record  # PySpark: only when building
 
-        context.log.info(f"building star schema version {version} on Spark ({self.spark.remote or self.spark.master})")
+        asked = time.monotonic()
+        spark = self.spark.session()
+        context.log.info(f"building star schema version {version} on Spark ({self.spark.remote or self.spark.master}); "
+                         f"{self.spark.start_report()}; the build waited {time.monotonic() - asked:.1f} s for it")
         report = build_and_record(
-            self.spark.session(), lakehouse.catalog(), version, pii.policy(), thresholds, full_refresh=full_refresh
+            spark, lakehouse.catalog(), version, pii.policy(), thresholds, full_refresh=full_refresh
         )
         context.log.info(f"{report.mode} build: {report.mode_reason}; {report.new_fact_rows:,} new fact rows")
         for table in STAR_TABLES:

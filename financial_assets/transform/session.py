@@ -152,6 +152,19 @@ def spark_session(master: str = DEFAULT_SPARK_MASTER, remote: str | None = None,
     return session
 
 
+def spark_session_exists() -> bool:
+    """Whether this process already has a Spark session, classic or Spark Connect; imports no
+    PySpark when none was imported (then there is none)."""
+    if "pyspark" not in sys.modules:
+        return False
+    from pyspark import SparkContext
+
+    if SparkContext._active_spark_context is not None:
+        return True
+    connect = sys.modules.get("pyspark.sql.connect.session")
+    return connect is not None and connect.SparkSession._get_default_session() is not None
+
+
 @contextlib.contextmanager
 def _ivy_resolution_lock() -> Iterator[None]:
     """One Ivy resolution at a time in the project's cache: processes starting Spark together on
