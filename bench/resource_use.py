@@ -128,5 +128,5 @@ def bound_by(wall_s: float, cpu: dict[str, float], cores: int) -> str:
         return f"fixed costs and waiting ({total:.1f} of {cores} cores busy)"
     top = max(busy, key=busy.get)
     if total >= 0.75 * cores:
-        return f"CPU, all {cores} cores busy, most by {ROLE[top]} ({detail})"
+        return f"CPU ({total:.1f} of {cores} cores busy), most by {ROLE[top]} ({detail})"
     return f"{ROLE[top]} ({detail} of {cores} cores)"
