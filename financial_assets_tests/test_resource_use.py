@@ -11,7 +11,7 @@ IDLE = {"pipeline": 0.0, "Spark": 0.0, "FerretDB": 0.0, "PostgreSQL": 0.0}
 
 def test_a_step_that_kept_the_cores_busy_is_bound_by_cpu_and_names_who_used_it():
     assert bound_by(10.0, IDLE | {"Spark": 17.0, "pipeline": 1.0}, cores=2) == (
-        "CPU, all 2 cores busy, most by Spark (Spark 1.7, pipeline 0.1)")
+        "CPU (1.8 of 2 cores busy), most by Spark (Spark 1.7, pipeline 0.1)")
 
 
 def test_a_step_where_the_document_store_worked_most_is_bound_by_the_store():
