@@ -143,7 +143,11 @@ def time_use_section(report: dict, previous: dict | None) -> list[str]:
         f"of process used during the step (`bench/resource_use.py`, sampled from `/proc`), in cores busy out of "
         f"{cores}. The Spark session's start, {report['spark_session_start_seconds']:.1f} s (the JVM, the Iceberg "
         "runtime, the catalog), is paid once per process: by every `financial-assets materialize`, by none of these "
-        "timed runs.",
+        "timed runs."
+        + (f" So is the JVM's warm-up: the bench's first full run, on the same fresh JVM, took "
+           f"{first[TOTAL]:.1f} s ({first['star_schema']:.1f} s of star schema) against {uses['full'][TOTAL]['seconds']:.1f} s "
+           "for the timed one, most of the difference the just-in-time compiler's work on Spark's code."
+           if (first := report.get("first_full_seconds")) and "full" in uses else ""),
         "",
     ]
     before_label = f"before (s), {previous['timestamp'][:10]}" if previous else None

@@ -197,3 +197,12 @@ def test_the_cluster_run_is_shown_beside_local_on_the_same_data_with_its_ratio(t
     assert "| star_schema, full | 1.00 | 3.00 | 3.00x |" in section
     assert "full star-schema step: 18.0 s on `local[*]`, 27.0 s on the cluster (1.50x)" in section
     assert "| cluster, full | 1 | 3 | 3 | 40 | 2.5 | 12.0 | 10.0 | 60% |" in section
+
+
+def test_where_the_time_goes_shows_what_a_cold_jvm_adds_to_a_run(tmp_path, record):
+    pipeline = with_time_use(pipeline_result(1_000_000, 20.0, "2026-12-01T10:00:00+00:00"), spark_cpu=18.0)
+    pipeline["first_full_seconds"] = {"star_schema": 25.0, "pipeline (all assets, one run)": 35.5}
+
+    section = (report.record_run("1m", write_run(tmp_path / "r", pipeline=pipeline), record) / "section.md").read_text()
+
+    assert "the bench's first full run, on the same fresh JVM, took 35.5 s (25.0 s of star schema) against 20.0 s" in section
