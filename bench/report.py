@@ -128,6 +128,16 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _cold_jvm(report: dict) -> str:
+    """What the JVM's warm-up adds to a run, from the bench's first full run, when recorded."""
+    first, timed = report.get("first_full_seconds"), report["time_use"].get("full", {}).get(TOTAL)
+    if not first or not timed:
+        return ""
+    return (f" So is the JVM's warm-up: the bench's first full run, on the same fresh JVM, took {first[TOTAL]:.1f} s "
+            f"({first['star_schema']:.1f} s of star schema) against {timed['seconds']:.1f} s for the timed one, most of "
+            "the difference the just-in-time compiler's work on Spark's code.")
+
+
 def time_use_section(report: dict, previous: dict | None) -> list[str]:
     """Where a full and an incremental run spend their time, step by step: seconds, share of the
     run, and what bounds each step (the CPU that each kind of process used meanwhile), beside the
@@ -143,11 +153,7 @@ def time_use_section(report: dict, previous: dict | None) -> list[str]:
         f"of process used during the step (`bench/resource_use.py`, sampled from `/proc`), in cores busy out of "
         f"{cores}. The Spark session's start, {report['spark_session_start_seconds']:.1f} s (the JVM, the Iceberg "
         "runtime, the catalog), is paid once per process: by every `financial-assets materialize`, by none of these "
-        "timed runs."
-        + (f" So is the JVM's warm-up: the bench's first full run, on the same fresh JVM, took "
-           f"{first[TOTAL]:.1f} s ({first['star_schema']:.1f} s of star schema) against {uses['full'][TOTAL]['seconds']:.1f} s "
-           "for the timed one, most of the difference the just-in-time compiler's work on Spark's code."
-           if (first := report.get("first_full_seconds")) and "full" in uses else ""),
+        "timed runs." + _cold_jvm(report),
         "",
     ]
     before_label = f"before (s), {previous['timestamp'][:10]}" if previous else None
