@@ -253,7 +253,6 @@ def main(argv: list[str] | None = None) -> int:
     scan = store_scan_seconds(settings.mongo_url, DATABASE, newest)
 
     full, incremental = median_stages(full_runs), median_stages(incremental_runs)
-    total = TOTAL
     load = os.getloadavg()[0]
     lines = [
         f"end-to-end pipeline: {report.rows['transactions']:,} transactions, "
@@ -263,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'stage':<34}{'full s':>10}{'incremental s':>15}",
     ]
     lines += [f"{name:<34}{full[name]:>10.2f}{incremental.get(name, 0):>15.2f}" for name in full]
-    ratio = incremental[total] / full[total]
+    ratio = incremental[TOTAL] / full[TOTAL]
     beyond_scan = ratio_beyond_store_scan({
         "document_store_scan_seconds": scan, "incremental_seconds": incremental, "full_seconds": full})
     peak_mb = (peak_rss_kib() or 0) / 1024
@@ -286,10 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             profiles[name] = table(found, since, until)
             spark_executions[name] = [asdict(execution) for execution in found]
             print(f"\nwhere the last {name} run's Spark time went:\n{profiles[name]}")
-    uses = {kind: {**time_use(steps[kind], sampler),
-                   TOTAL: {"seconds": round(windows[kind][1] - windows[kind][0], 2),
-                           "cpu_seconds": sampler.cpu_between(*windows[kind])}}
-            for kind in windows}
+    uses = {kind: time_use(steps[kind], sampler) | time_use({TOTAL: windows[kind]}, sampler) for kind in windows}
     results = RESULTS / ("pipeline-cluster.json" if cluster else "pipeline.json")
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps({

@@ -16,6 +16,7 @@ is only rebuilt from the record. Commit `bench/record/` to make a run of record.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -200,14 +201,12 @@ def spark_split_section(report: dict, cluster: dict | None) -> list[str]:
         [[e["description"], f"{e['seconds']:.2f}", e["jobs"], e["stages"], e["tasks"], f"{e['cpu_seconds']:.1f}",
           f"{e['input_mb']:.1f}", f"{e['shuffle_mb']:.1f}"] for e in executions],
     )
-    runs = [("local[*], full", executions), ("local[*], incremental", report["spark_executions"].get("incremental"))]
-    if cluster:
-        runs += [("cluster, full", cluster.get("spark_executions", {}).get("full")),
-                 ("cluster, incremental", cluster.get("spark_executions", {}).get("incremental"))]
+    engines = [("local[*]", report), *([("cluster", cluster)] if cluster else [])]
     rows = []
-    for label, found in runs:
-        source = report if label.startswith("local") else cluster
-        step = source.get("time_use", {}).get(label.split(", ")[1], {}).get("star_schema")
+    for (engine, source), kind in itertools.product(engines, ("full", "incremental")):
+        found = source.get("spark_executions", {}).get(kind)
+        step = source.get("time_use", {}).get(kind, {}).get("star_schema")
+        label = f"{engine}, {kind}"
         if found:
             split = spark_split(found)
             busy = f"{split['cpu_seconds'] / (step['seconds'] * cores):.0%}" if step else "-"

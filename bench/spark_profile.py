@@ -91,11 +91,11 @@ def executions(events: list[dict], since: float = 0.0, until: float = float("inf
     for id, start in sorted(started.items(), key=lambda item: item[1]):
         if not (since <= start <= until and jobs.get(id)):
             continue
-        done = per_execution.get(id, {}).values()
+        done = list(per_execution.get(id, {}).values())
+        tasks, cpu, input_mb, shuffle_mb = (sum(column) for column in zip(*done)) if done else (0, 0.0, 0.0, 0.0)
         found.append(Execution(
             id, descriptions[id].split("\n")[0][:70], start, ended.get(id, start) - start, jobs[id], len(done),
-            sum(s[0] for s in done), round(sum(s[1] for s in done), 2), round(sum(s[2] for s in done), 1),
-            round(sum(s[3] for s in done), 1),
+            tasks, round(cpu, 2), round(input_mb, 1), round(shuffle_mb, 1),
         ))
     return found
 
