@@ -49,6 +49,31 @@ os.environ["JAVA_TOOL_OPTIONS"] = " ".join([
 os.environ["FIN_SOURCE_RETRY_DELAY_S"] = "0"
 
 
+# `make test` runs the suite on two workers (pytest-xdist, `--dist loadfile`): each module runs
+# whole on one worker, so its module-scoped builds are made once, and modules go out in collection
+# order. The longest go first (seconds of a serial run, 2026-12-01) so that neither worker is left
+# with one of them at the end while the other idles.
+LONGEST_MODULES_FIRST = (
+    "test_scale_out.py",  # 233 s: a standalone cluster and a Spark Connect server, 4 CLI runs each
+    "test_incremental_build.py",  # 152
+    "test_star_schema.py",  # 79
+    "test_glue_engine.py",  # 70
+    "test_aws_deployment.py",  # 64
+    "test_end_to_end.py",  # 63
+    "test_quality_gate.py",  # 58
+    "test_history.py",  # 51
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules of :data:`LONGEST_MODULES_FIRST` first, in that order; the rest as collected."""
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_MODULES_FIRST.index(name) if name in LONGEST_MODULES_FIRST else len(LONGEST_MODULES_FIRST)
+
+    items.sort(key=rank)  # stable: each module's tests keep their order
+
+
 @dataclass(frozen=True)
 class SourceDatabases:
     """A PostgreSQL database and a document-store database that belong to one test."""
@@ -161,12 +186,27 @@ def s3_bucket(moto_endpoint: str) -> str:
     return name
 
 
+# The suite's Spark runs hundreds of small queries once each, on a few thousand rows: compiling
+# each query's generated Java code (Janino, then the JIT) costs more than the code saves, so its
+# expressions run interpreted, Spark's own fallback with the same results (Spark's tests run both);
+# test_star_schema.py: 110 s -> 80 s with one shuffle partition per core. Processes the suite
+# starts (the CLI, the Glue stand-in's job runs, the cluster's) keep Spark's defaults.
+TEST_SPARK_SETTINGS = {
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+    "spark.sql.shuffle.partitions": "2",
+}
+
+
 @pytest.fixture(scope="session")
 def spark():
     """The suite's one Spark session (one JVM), shared by every test that needs Spark."""
     from financial_assets.transform.session import spark_session
 
-    return spark_session("local[2]")
+    session = spark_session("local[2]")  # the process's session, whichever test started it
+    for key, value in TEST_SPARK_SETTINGS.items():
+        session.conf.set(key, value)
+    return session
 
 
 @pytest.fixture

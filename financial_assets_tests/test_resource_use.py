@@ -47,4 +47,6 @@ def test_the_sampler_counts_a_jvm_this_process_started_as_spark(tmp_path):
         until = time.time()
 
     used = sampler.cpu_between(since, until)
-    assert used["Spark"] >= 0.5 and used["FerretDB"] == 0.0
+    # At most the child's one busy core: JVMs this process did not start (another test worker's
+    # Spark, running beside this test under `make test`) are not Spark's here.
+    assert 0.5 <= used["Spark"] <= 1.3
