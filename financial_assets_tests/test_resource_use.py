@@ -29,8 +29,8 @@ def test_a_step_too_short_to_sample_gets_no_verdict():
 
 def test_the_sampler_counts_this_process_as_the_pipeline():
     with CpuSampler(interval_s=0.05) as sampler:
-        since = time.time()
-        while time.time() - since < 0.6:
+        since, started = time.time(), time.process_time()
+        while time.process_time() - started < 0.6:  # CPU, not wall: the suite's other worker competes
             pass
         until = time.time()
 
@@ -47,6 +47,6 @@ def test_the_sampler_counts_a_jvm_this_process_started_as_spark(tmp_path):
         until = time.time()
 
     used = sampler.cpu_between(since, until)
-    # At most the child's one busy core: JVMs this process did not start (another test worker's
-    # Spark, running beside this test under `make test`) are not Spark's here.
-    assert 0.5 <= used["Spark"] <= 1.3
+    # At most the child's one busy core (at least a quarter of it, however loaded the machine):
+    # JVMs this process did not start (another test worker's Spark) are not Spark's here.
+    assert 0.25 <= used["Spark"] <= 1.3
