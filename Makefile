@@ -48,8 +48,8 @@ demo: services $(DAGSTER_HOME)/dagster.yaml
 query: $(INSTALLED)
 	$(BIN)/financial-assets query
 
-# Two workers, one Spark JVM each: a serial run leaves a third of this 2-core machine idle (the
-# suite's Spark waits on its driver's planning, Python, the servers). Each module runs whole on
+# Two workers, one Spark JVM each: a serial run leaves a third of this 2-core machine idle (much
+# of it runs one thread at a time: Spark's driver planning, Python). Each module runs whole on
 # one worker, the longest first (conftest.py). TEST_WORKERS=1: one worker; `pytest` alone: serial.
 TEST_WORKERS ?= 2
 test: services $(IAC_INSTALLED)
