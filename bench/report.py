@@ -129,6 +129,12 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _cores(report: dict) -> int:
+    """The cores of the machine a pipeline result was measured on (2, like this machine's, for a
+    result that does not say)."""
+    return report.get("cores") or 2
+
+
 def _cold_jvm(report: dict) -> str:
     """What the JVM's warm-up adds to a run, from the bench's first full run, when recorded."""
     first, timed = report.get("first_full_seconds"), report["time_use"].get("full", {}).get(TOTAL)
@@ -146,7 +152,7 @@ def time_use_section(report: dict, previous: dict | None) -> list[str]:
     uses = report.get("time_use")
     if not uses:
         return []
-    cores = report.get("cores") or 2
+    cores = _cores(report)
     lines = [
         "### Where the time goes",
         "",
@@ -186,7 +192,7 @@ def spark_split_section(report: dict, cluster: dict | None) -> list[str]:
     executions = report.get("spark_executions", {}).get("full")
     if not executions:
         return []
-    cores = report.get("cores") or 2
+    cores = _cores(report)
     lines = [
         "### How the full build's work splits (Spark's event log)",
         "",
@@ -258,7 +264,7 @@ def cluster_section(local: dict, cluster: dict) -> list[str]:
     if len(cpu) == 2:
         lines += [
             f"Why the cluster is slower here: its two one-core executors and the driver share this machine's "
-            f"{local.get('cores') or 2} cores with everything else, exactly as `local[*]`'s threads do, so it "
+            f"{_cores(local)} cores with everything else, exactly as `local[*]`'s threads do, so it "
             "cannot add computing power; it only adds work. Each task and its result cross a process boundary "
             "(serialized, sent over loopback), shuffle blocks are fetched from another JVM's block manager instead "
             "of read in place, and three JVMs each pay their own garbage collection and just-in-time compilation. "
