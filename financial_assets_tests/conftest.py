@@ -20,6 +20,7 @@ import pytest
 
 from financial_assets.settings import Settings
 from financial_assets.sources import connect_document_store
+from financial_assets_tests.jvm_class_archive import suite_java_tool_options
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,13 +38,9 @@ os.environ.update({
     "AWS_REGION": "us-east-1",
 })
 # Every JVM the suite starts (its Spark, the Glue stand-in's job runs, the CLI's) runs small jobs
-# once: C1's quick compilation beats C2's peak speed there (a small Iceberg write-and-read
-# workload: 40 s instead of 65 s). Benchmarks and users keep the JVM's default.
-# C1 alone shrinks the JIT's code cache to 48 MB, which the suite's Spark (a class per generated
-# query) filled within a minute: "CodeCache is full. Compiler has been disabled", and the rest of
-# the suite ran interpreted. The tiered JVM's 240 MB is not enough either, hence 512 MB.
-os.environ["JAVA_TOOL_OPTIONS"] = " ".join([
-    os.environ.get("JAVA_TOOL_OPTIONS", ""), "-XX:TieredStopAtLevel=1", "-XX:ReservedCodeCacheSize=512m"]).strip()
+# once: options and a class archive for that (jvm_class_archive.py). Benchmarks and users keep the
+# JVM's defaults.
+os.environ["JAVA_TOOL_OPTIONS"] = suite_java_tool_options(os.environ.get("JAVA_TOOL_OPTIONS", ""))
 # Source steps that fail (a test's unreachable source) retry at once instead of after 2, 6 and
 # 14 s; read when financial_assets.raw is imported, after this file.
 os.environ["FIN_SOURCE_RETRY_DELAY_S"] = "0"
