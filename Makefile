@@ -51,8 +51,8 @@ query: $(INSTALLED)
 # Two workers, one Spark JVM each: a serial run leaves a third of this 2-core machine idle (much
 # of it runs one thread at a time: Spark's driver planning, Python). Each module runs whole on
 # one worker, the longest first (conftest.py). TEST_WORKERS=1: one worker; `pytest` alone: serial.
-# First, once per JDK and pyspark, the class archive that spares the suite's ~20 JVMs most of a
-# cold start (financial_assets_tests/jvm_class_archive.py; ~1 minute, then a no-op).
+# First, once per JDK and pyspark, the class archive that spares each of the suite's ~20 JVMs a
+# third of a cold start's CPU (financial_assets_tests/jvm_class_archive.py; ~1 minute, then a no-op).
 TEST_WORKERS ?= 2
 test: services $(IAC_INSTALLED)
 	$(BIN)/python -m financial_assets_tests.jvm_class_archive
