@@ -10,8 +10,8 @@ wrote it: every ``spark-submit`` of this pyspark (drivers, the Connect server), 
 cluster's executors. A cold JVM running the workload below: 27.5 -> 18.9 CPU s.
 
 ``make test`` builds it once (``python -m financial_assets_tests.jvm_class_archive``, ~1 minute:
-a small Iceberg workload on local Spark, then the JVM writes what it loaded) into ``.cache/jvm/``,
-beside the Ivy cache; a new JDK, pyspark or set of options builds a new one. Without it
+a small Iceberg workload on local Spark, then the JVM writes what it loaded) into
+``$FIN_CACHE_DIR/jvm/``, beside the Ivy cache; a new JDK, pyspark or set of options builds a new one. Without it
 (``pytest`` alone on a fresh clone) the suite runs the same, only slower. Users' and the
 benchmarks' JVMs never see any of this: it lives in the test package.
 """
@@ -29,15 +29,15 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from financial_assets.settings import cache_dir
 
 # C1 only: the suite's JVMs run small jobs once, where C1's quick compilation beats C2's peak speed
 # (a small Iceberg write-and-read workload: 40 s instead of 65 s). C1 alone shrinks the code
 # cache to 48 MB, which the suite's Spark (a class per generated query) filled within a minute
-# ("CodeCache is full. Compiler has been disabled"), hence 512 MB. The serial collector: on
-# heaps this small and 2 cores, G1's concurrent threads and write barriers cost more than its
-# short pauses save (the workload below: 15.1 -> 11.5 CPU s with the archive, 22.2 -> 19.8 without).
-# (The tiered JVM's default 240 MB code cache was not enough for the suite's Spark either.)
+# ("CodeCache is full. Compiler has been disabled"); the tiered JVM's 240 MB is not enough
+# either, hence 512 MB. The serial collector: on heaps this small and 2 cores, G1's concurrent
+# threads and write barriers cost more than its short pauses save (the workload below:
+# 15.1 -> 11.5 CPU s with the archive, 22.2 -> 19.8 without).
 SUITE_JVM_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:ReservedCodeCacheSize=512m", "-XX:+UseSerialGC")
 # A JVM whose class path does not match the archive (Spark's launcher, the cluster's daemons and
 # executors) ignores it; without these it would say so on its stdout, which Spark's launcher
@@ -50,7 +50,7 @@ def archive_path() -> Path:
     java = os.path.join(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else shutil.which("java")
     identity = [os.path.realpath(java or "java"), version("pyspark"), *SUITE_JVM_OPTIONS]
     key = hashlib.sha256("|".join(identity).encode()).hexdigest()[:16]
-    return REPO_ROOT / ".cache" / "jvm" / f"spark-classes-{key}.jsa"
+    return Path(cache_dir()) / "jvm" / f"spark-classes-{key}.jsa"
 
 
 def suite_java_tool_options(existing: str = "") -> str:
@@ -99,8 +99,7 @@ def build() -> Path:
         # In a process of its own: the JVM writes the archive when it exits, and it must be the
         # driver's JVM alone (JAVA_TOOL_OPTIONS would also reach Spark's launcher JVM).
         environment = {**os.environ, "JAVA_TOOL_OPTIONS": " ".join(SUITE_JVM_OPTIONS)}
-        subprocess.run([sys.executable, "-m", "financial_assets_tests.jvm_class_archive", "--write", str(partial)], env=environment, check=True,
-                       cwd=REPO_ROOT)
+        subprocess.run([sys.executable, __file__, "--write", str(partial)], env=environment, check=True)
         if not partial.is_file():
             raise RuntimeError(f"the JVM wrote no class archive at {partial}")
         partial.rename(target)
@@ -111,15 +110,10 @@ def build() -> Path:
 
 def _write(partial: Path) -> None:
     """Runs the workload in a JVM that writes what it loaded to ``partial`` when it exits."""
-    from pyspark.sql import SparkSession
+    from financial_assets.transform.session import spark_session
 
-    from financial_assets.transform.session import session_config
-
-    builder = SparkSession.builder.master("local[2]").appName("test suite's JVM class archive")
-    for key, value in {**session_config(master="local[2]"),
-                       "spark.driver.extraJavaOptions": f"-XX:ArchiveClassesAtExit={partial} {_QUIET_SHARING}"}.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    spark = spark_session("local[2]", app_name="test suite's JVM class archive", config={
+        "spark.driver.extraJavaOptions": f"-XX:ArchiveClassesAtExit={partial} {_QUIET_SHARING}"})
     gateway_jvm = spark.sparkContext._gateway.proc  # pyspark's own handle on the JVM it started
     with tempfile.TemporaryDirectory() as warehouse:
         _workload(spark, f"file://{warehouse}")

@@ -16,8 +16,9 @@ pytestmark = pytest.mark.skipif(not archive_path().is_file(),
 
 
 def mapped_files(pid: int) -> set[str]:
-    return {line.split(maxsplit=5)[5].strip() for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
-            if len(line.split(maxsplit=5)) == 6}
+    """The files mapped into a process's memory (the last field of /proc/<pid>/maps, where present)."""
+    fields = (line.split(maxsplit=5) for line in Path(f"/proc/{pid}/maps").read_text().splitlines())
+    return {field[5].strip() for field in fields if len(field) == 6}
 
 
 def test_the_suites_spark_jvm_maps_the_class_archive(spark):
