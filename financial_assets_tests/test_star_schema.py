@@ -395,13 +395,35 @@ def test_a_live_member_without_a_current_version_fails_one_current_version_per_l
 def test_a_fact_pointing_at_no_valid_version_fails_history_keys_resolve(audit):
     from pyspark.sql import functions as F
 
-    from financial_assets.quality.history_checks import version_key_errors
-
-    clean, _, _ = audit
+    clean, _, outcomes = audit
     unknown = clean.fact_transactions.withColumn("customer_version_key", F.lit(-1).cast("bigint"))
+    outcome = outcomes(fact_transactions=unknown)[("fact_transactions", "history_keys_resolve")]
 
-    assert version_key_errors(unknown, clean.tables(), datetime(2025, 3, 2, 18, tzinfo=timezone.utc)) == {
+    assert outcome.passed is False and outcome.metadata["unresolved_rows"] == {
         "account_version_key": 0, "customer_version_key": 1}
+
+
+def test_broadcasting_the_events_gives_the_same_facts_without_shuffling_the_transactions(spark, audit):
+    from financial_assets.transform.star_schema import build_fact_transactions
+
+    clean, raw, _ = audit
+    histories = {name: clean.tables()[name] for name in ("dim_customers_history", "dim_accounts_history")}
+    now = datetime(2025, 3, 2, 18, tzinfo=timezone.utc)
+    # No join broadcast on size alone, as with tables too large for Spark's threshold.
+    with_threshold = spark.conf.get("spark.sql.autoBroadcastJoinThreshold")
+    spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
+    try:
+        facts = {broadcast: build_fact_transactions(raw.transactions, clean.dim_accounts, raw.transaction_events,
+                                                    histories, as_of=now, broadcast_events=broadcast)
+                 for broadcast in (False, True)}
+        plans = {broadcast: frame._jdf.queryExecution().executedPlan().toString() for broadcast, frame in facts.items()}
+        rows = {broadcast: sorted(map(tuple, frame.collect())) for broadcast, frame in facts.items()}
+    finally:
+        spark.conf.set("spark.sql.autoBroadcastJoinThreshold", with_threshold)
+
+    assert rows[True] == rows[False]
+    assert plans[True].count("SortMergeJoin") == plans[False].count("SortMergeJoin") - 1
+    assert plans[True].count("BroadcastHashJoin") == plans[False].count("BroadcastHashJoin") + 1
 
 
 def balance_outcome(clean, balances, name: str):

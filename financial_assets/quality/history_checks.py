@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from financial_assets.quality.specs import HISTORY_CHECKS, CheckOutcome, outcome_of
@@ -92,18 +92,23 @@ def history_outcomes(measured: dict[str, dict[str, int]]) -> list[CheckOutcome]:
     return outcomes
 
 
-def version_key_errors(facts: DataFrame, tables: dict[str, DataFrame], as_of: datetime) -> dict[str, int]:
-    """Per version key column: the fact rows whose key is not the version the written history holds
-    valid at their time (what `with_version_key` would give them now, from the same ``as_of``)."""
+def with_expected_version_keys(facts: DataFrame, tables: dict[str, DataFrame], as_of: datetime) -> DataFrame:
+    """``facts`` and, per version key column ``c``, ``_expected_<c>``: the version the written history
+    holds valid at the fact's time (what `with_version_key` would give it now, from the same
+    ``as_of``). Joins with the histories only (broadcast): an audit adds it to its own scan of the facts."""
     columns = [spec.version_key for spec in HISTORIES]
-    expected = facts.select("transaction_at", *[spec.member_key for spec in HISTORIES],
-                            *[F.col(c).alias(f"_written_{c}") for c in columns])
+    expected = facts.withColumnsRenamed({c: f"_written_{c}" for c in columns})
     for spec in HISTORIES:
         expected = with_version_key(expected, spec, tables[spec.table], as_of)
-    differs = expected.agg(*[
-        F.count(F.when(~F.col(c).eqNullSafe(F.col(f"_written_{c}")), 1)).alias(c) for c in columns
-    ]).first()
-    return {c: int(differs[c] or 0) for c in columns}
+    return expected.withColumnsRenamed({c: f"_expected_{c}" for c in columns}).withColumnsRenamed(
+        {f"_written_{c}": c for c in columns})
+
+
+def version_key_mismatches() -> dict[str, Column]:
+    """Per version key column: true on a row of `with_expected_version_keys` whose written key is
+    not the expected one."""
+    return {spec.version_key: ~F.col(f"_expected_{spec.version_key}").eqNullSafe(F.col(spec.version_key))
+            for spec in HISTORIES}
 
 
 def version_key_outcome(errors: dict[str, int]) -> CheckOutcome:

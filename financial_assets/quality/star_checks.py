@@ -37,8 +37,9 @@ from financial_assets.quality.history_checks import (
     balance_outcomes,
     history_measures,
     history_outcomes,
-    version_key_errors,
+    version_key_mismatches,
     version_key_outcome,
+    with_expected_version_keys,
 )
 from financial_assets.quality.specs import ERROR, STAR_CHECKS, WARN, CheckOutcome, QualityThresholds, outcome_of
 from financial_assets.transform.concurrency import concurrently
@@ -145,16 +146,19 @@ def audit_facts(fact: DataFrame, star: StarSchema, raw_transactions: DataFrame, 
     # One query, one shuffle, each table read once (every Spark job has a fixed cost, which on small
     # tables is most of the time): the fact rows, the raw transactions and the dimensions' keys
     # become rows tagged with a kind, grouped by (kind, the value that kind is about), and only the
-    # groups that say something are collected: the totals, the days whose raw and fact rows differ,
-    # the unexpected values, the fact keys without a dimension row (at most the distinct keys of
-    # the facts; NULL dimension keys are left out, as a NULL never matches), and the rows flagged with
-    # each defect code, in SAMPLE_KEYS groups by transaction id whose greatest ids are the samples (a
-    # bounded sample however many rows are flagged).
+    # groups that say something are collected: every day (the totals are the sums of the days'
+    # measures, and a day whose raw and fact rows differ is named), the unexpected values, the
+    # fact keys without a dimension row (at most the distinct keys of the facts; NULL dimension
+    # keys are left out, as a NULL never matches), and the rows flagged with each defect code, in
+    # SAMPLE_KEYS groups by transaction id whose greatest ids are the samples (a bounded sample
+    # however many rows are flagged). The same scan checks each fact's version keys against the
+    # written histories (broadcast): a second read of the facts costs a full build as much as the
+    # rest of the audit. Every fact row is here ~4 times (its day, its three keys), each raw row once.
     key_columns = [column for column, _ in _FACT_KEYS]
     kind = F.col("_kind")
-    is_total = kind == "total"
-    facts = _by_kind(fact, {
-        "total": F.lit(True),
+    is_day = kind == "day"
+    mismatches = version_key_mismatches()
+    facts = _by_kind(with_expected_version_keys(fact, star.tables(), now), {
         "day": F.lit(True),
         "transaction_type": _unexpected("transaction_type", ACCEPTED_TRANSACTION_TYPES, allow_null=False),
         "device_type": _unexpected("device_type", ACCEPTED_DEVICE_TYPES, allow_null=True),
@@ -162,25 +166,23 @@ def audit_facts(fact: DataFrame, star: StarSchema, raw_transactions: DataFrame, 
         **{f"{_DEFECT}{code}": F.array_contains("defects", code) for code in DEFECTS},
     }).select(
         kind,
-        F.when(kind == "day", F.to_date("transaction_at")).alias("day"),
+        F.when(is_day, F.to_date("transaction_at")).alias("day"),
         *[F.when(kind == column, F.col(column)).alias(column)
           for column in ("transaction_type", "device_type", *key_columns)],
         F.when(kind.startswith(_DEFECT), F.pmod("transaction_id", F.lit(SAMPLE_KEYS))).alias("_bucket"),
         F.when(kind.startswith(_DEFECT), F.col("transaction_id")).alias("_sample"),
         F.lit(1).alias("_fact"),
-        # Each measure only on the rows of the kind that reads it: every fact row is here ~5 times.
-        F.when(kind == "day", _cents("amount")).alias("_fact_amount"),
-        F.when(is_total, F.col("device_type")).alias("_event"),
-        F.when(is_total & (F.col("transaction_at") <= now_literal), F.col("transaction_at")).alias("_newest"),
-        *[F.when(is_total, (F.col(column) == UNKNOWN_KEY).cast("int")).alias(f"_unknown_{column}")
+        # The measures on the day's rows only: each fact has one.
+        F.when(is_day, _cents("amount")).alias("_fact_amount"),
+        F.when(is_day, F.col("device_type")).alias("_event"),
+        F.when(is_day & (F.col("transaction_at") <= now_literal), F.col("transaction_at")).alias("_newest"),
+        *[F.when(is_day, (F.col(column) == UNKNOWN_KEY).cast("int")).alias(f"_unknown_{column}")
           for column in key_columns],
+        *[F.when(is_day, wrong.cast("int")).alias(f"_wrong_{column}") for column, wrong in mismatches.items()],
     )
-    raw = _by_kind(raw_transactions, {"total": F.lit(True), "day": F.lit(True)}).select(
-        kind,
-        F.when(kind == "day", F.to_date("timestamp")).alias("day"),
-        F.lit(1).alias("_raw"),
-        F.when(kind == "day", _cents("amount")).alias("_raw_amount"),
-    )
+    raw = raw_transactions.select(
+        F.lit("day").alias("_kind"), F.to_date("timestamp").alias("day"), F.lit(1).alias("_raw"),
+        _cents("amount").alias("_raw_amount"))
     tagged = facts.unionByName(raw, allowMissingColumns=True)
     for column, dimension in _FACT_KEYS:
         keys = getattr(star, dimension).where(F.col(column).isNotNull()).select(
@@ -196,24 +198,24 @@ def audit_facts(fact: DataFrame, star: StarSchema, raw_transactions: DataFrame, 
         F.max("_newest").alias("newest"),
         F.max("_sample").alias("sample"),
         *[F.sum(f"_unknown_{column}").alias(f"unknown_{column}") for column in key_columns],
+        *[F.sum(f"_wrong_{column}").alias(f"wrong_{column}") for column in mismatches],
     )
     mismatched = (F.col("rows") != F.col("raw_rows")) | ~F.col("amount").eqNullSafe(F.col("raw_amount"))
     unresolved = (F.col("rows") > 0) & (F.col("dimension_rows") == 0)
-    collected = groups.where(
-        kind.isin("total", "transaction_type", "device_type")
-        | ((kind == "day") & mismatched)
+    collected = groups.select("*", mismatched.alias("mismatched")).where(
+        kind.isin("day", "transaction_type", "device_type")
         | (kind.isin(*key_columns) & unresolved)
         | kind.startswith(_DEFECT)
     ).collect()
     of_kind: dict[str, list] = {}
     for row in collected:
         of_kind.setdefault(row["_kind"], []).append(row)
-    totals = (of_kind.get("total") or [None])[0]  # none when there are neither facts nor raw rows
+    days = of_kind.get("day", [])
 
     def total(name: str) -> int:
-        return int(totals[name] or 0) if totals else 0
+        return sum(int(r[name] or 0) for r in days)
 
-    newest = totals["newest"] if totals else None
+    newest = max((r["newest"] for r in days if r["newest"] is not None), default=None)
     if newest is not None and newest.tzinfo is None:
         newest = newest.replace(tzinfo=timezone.utc)  # the session's time zone is UTC
     flagged = {code: of_kind.get(f"{_DEFECT}{code}", []) for code in DEFECTS}
@@ -227,8 +229,8 @@ def audit_facts(fact: DataFrame, star: StarSchema, raw_transactions: DataFrame, 
         unresolved={column: sum(int(r["rows"]) for r in of_kind.get(column, [])) for column in key_columns},
         unexpected_transaction_types=_value_counts(of_kind.get("transaction_type", []), "transaction_type"),
         unexpected_device_types=_value_counts(of_kind.get("device_type", []), "device_type"),
-        mismatched_days=sorted(str(r["day"]) for r in of_kind.get("day", []))[:_MISMATCHED_DAYS_KEPT],
-        unresolved_versions=version_key_errors(fact, star.tables(), now),
+        mismatched_days=sorted(str(r["day"]) for r in days if r["mismatched"])[:_MISMATCHED_DAYS_KEPT],
+        unresolved_versions={column: total(f"wrong_{column}") for column in mismatches},
     )
 
 

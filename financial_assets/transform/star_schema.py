@@ -211,11 +211,13 @@ def defect_codes(columns: dict[str, Column], as_of: datetime) -> Column:
 
 def build_fact_transactions(
     transactions: DataFrame, dim_accounts: DataFrame, events: DataFrame, histories: dict[str, DataFrame], *,
-    as_of: datetime,
+    as_of: datetime, broadcast_events: bool = False,
 ) -> DataFrame:
     """One fact per transaction; ``as_of`` is the instant after which a timestamp is in the future
     (the build's time: a published row keeps the flags and version keys of the build that added
-    it). ``histories``: the history tables by name, for the version keys."""
+    it). ``histories``: the history tables by name, for the version keys. ``broadcast_events``:
+    join the events (one per transaction) by sending them whole to every task, so that the
+    transactions are neither shuffled nor sorted for the join (for events that fit in memory)."""
     accounts = dim_accounts.where(F.col("account_key") != UNKNOWN_KEY).select(
         F.col("account_key"), F.col("customer_key")
     )
@@ -227,6 +229,8 @@ def build_fact_transactions(
         F.col("geolocation.city").alias("city"),
         "events_of_transaction",
     )
+    if broadcast_events:
+        event_columns = F.broadcast(event_columns)
     joined = transactions.join(
         accounts, transactions["account_id"] == accounts["account_key"], "left"
     ).join(event_columns, transactions["transaction_id"] == event_columns["event_transaction_id"], "left")
