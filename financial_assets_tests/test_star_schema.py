@@ -404,10 +404,11 @@ def test_a_fact_pointing_at_no_valid_version_fails_history_keys_resolve(audit):
 
 
 def test_broadcasting_the_events_gives_the_same_facts_without_shuffling_the_transactions(spark, audit):
+    from financial_assets.transform.history import HISTORIES
     from financial_assets.transform.star_schema import build_fact_transactions
 
     clean, raw, _ = audit
-    histories = {name: clean.tables()[name] for name in ("dim_customers_history", "dim_accounts_history")}
+    histories = {spec.table: clean.tables()[spec.table] for spec in HISTORIES}
     now = datetime(2025, 3, 2, 18, tzinfo=timezone.utc)
     # No join broadcast on size alone, as with tables too large for Spark's threshold.
     with_threshold = spark.conf.get("spark.sql.autoBroadcastJoinThreshold")

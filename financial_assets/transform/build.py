@@ -215,18 +215,19 @@ def _records(snapshot) -> int:
 
 @dataclass(frozen=True)
 class RawZone:
-    """The raw tables at the snapshots the build pinned when it started, and the content digests
-    their loads recorded (snapshot loads only)."""
+    """The raw tables at the snapshots the build pinned when it started, the rows each snapshot
+    holds, and the content digests their loads recorded (snapshot loads only)."""
 
     snapshots: dict[str, int]
     tables: RawTables
     digests: dict[str, str | None]
+    rows: dict[str, int]
 
 
 def read_raw_zone(lakehouse: _Lakehouse) -> RawZone:
     """Each raw table at its current snapshot, pinned, so that the rows and the recorded inputs
     agree even if a load commits meanwhile."""
-    snapshots, frames, digests = {}, {}, {}
+    snapshots, frames, digests, rows = {}, {}, {}, {}
     for name in RAW_TABLES:
         table = lakehouse.raw(name)
         head = lakehouse.head(table, "main")
@@ -235,7 +236,8 @@ def read_raw_zone(lakehouse: _Lakehouse) -> RawZone:
         snapshots[name] = head.snapshot_id
         frames[name] = lakehouse.at(table, head.snapshot_id)
         digests[name] = head.summary.get(CONTENT_DIGEST) if head.summary else None
-    return RawZone(snapshots, RawTables(**frames), digests)
+        rows[name] = _records(head)
+    return RawZone(snapshots, RawTables(**frames), digests, rows)
 
 
 @dataclass(frozen=True)
@@ -573,6 +575,7 @@ def build_star_schema_version(
     open_events = raw.tables.transaction_events
     if incremental:
         open_events = _above(open_events, "transaction_id", plan.base["settled_through"])
+    broadcast_events = raw.rows["transaction_events"] <= BROADCAST_EVENTS_UP_TO
 
     # The histories and the balance snapshot go on from what readers see, whatever the mode: the
     # sources forget, so a full build cannot make them again.
@@ -601,7 +604,7 @@ def build_star_schema_version(
         histories = {spec.table: lakehouse.at(lakehouse.star(spec.table),
                                               lakehouse.ref(lakehouse.star(spec.table), branch)) for spec in HISTORIES}
         facts = build_fact_transactions(new_transactions, dimensions["dim_accounts"], open_events, histories, as_of=now,
-                                        broadcast_events=raw_events <= BROADCAST_EVENTS_UP_TO)
+                                        broadcast_events=broadcast_events)
         fact_table = lakehouse.star("fact_transactions")
         _ensure_table(lakehouse, fact_table, _columns(facts.schema), FACT_PARTITIONING)
         _ensure_fact_write_order(lakehouse, fact_table)
@@ -615,7 +618,6 @@ def build_star_schema_version(
                                extracted["accounts"], new_transactions if incremental else None)
         return {CUSTOMER_HISTORY.table: customer_changes, ACCOUNT_HISTORY.table: account_changes}, days
 
-    raw_events = lakehouse.total_records(lakehouse.raw("transaction_events"), raw.snapshots["transaction_events"])
     # The new rows and the settled mark the plan measured from them alone (incremental), or every row.
     settled_through = plan.settled_through if incremental else (
         raw.tables.transactions.agg(F.max("transaction_id")).first()[0])
