@@ -6,8 +6,10 @@ job runs, the Connect server, the cluster's executors), most of them to run a fe
 once, and each loads and verifies ~18,000 classes. A dynamic class-data-sharing archive
 (JDK 13+: ``-XX:ArchiveClassesAtExit``, then ``-XX:SharedArchiveFile``) holds Spark's classes
 parsed and verified, mapped read-only into every JVM whose class path starts with the one that
-wrote it: every ``spark-submit`` of this pyspark (drivers, the Connect server), not the
-cluster's executors. A cold JVM running the workload below: 27.5 -> 18.9 CPU s.
+wrote it: every ``spark-submit`` of this pyspark (drivers, the Connect server) and the
+cluster's daemons and executors (their launcher gives them the same class path), not a driver
+whose SPARK_CONF_DIR holds files (a non-empty directory on the class path turns sharing off:
+the scale-out test's cluster runs). A cold JVM running the workload below: 27.5 -> 18.9 CPU s.
 
 ``make test`` builds it once (``python -m financial_assets_tests.jvm_class_archive``, ~1 minute:
 a small Iceberg workload on local Spark, then the JVM writes what it loaded) into
@@ -39,8 +41,8 @@ from financial_assets.settings import cache_dir
 # threads and write barriers cost more than its short pauses save (the workload below:
 # 15.1 -> 11.5 CPU s with the archive, 22.2 -> 19.8 without).
 SUITE_JVM_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:ReservedCodeCacheSize=512m", "-XX:+UseSerialGC")
-# A JVM whose class path does not match the archive (Spark's launcher, the cluster's daemons and
-# executors) ignores it; without these it would say so on its stdout, which Spark's launcher
+# A JVM whose class path does not match the archive (Spark's launcher, a driver with a
+# SPARK_CONF_DIR of its own) ignores it; without these it would say so on its stdout, which Spark's launcher
 # script reads.
 _QUIET_SHARING = "-Xlog:cds=off,cds+dynamic=off"
 
