@@ -42,8 +42,8 @@ from financial_assets.settings import cache_dir
 # 15.1 -> 11.5 CPU s with the archive, 22.2 -> 19.8 without).
 SUITE_JVM_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:ReservedCodeCacheSize=512m", "-XX:+UseSerialGC")
 # A JVM whose class path does not match the archive (Spark's launcher, a driver with a
-# SPARK_CONF_DIR of its own) ignores it; without these it would say so on its stdout, which Spark's launcher
-# script reads.
+# SPARK_CONF_DIR of its own) ignores it; without these it would say so on its stdout, which
+# Spark's launcher script reads.
 _QUIET_SHARING = "-Xlog:cds=off,cds+dynamic=off"
 
 
