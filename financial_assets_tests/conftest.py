@@ -24,10 +24,11 @@ from financial_assets_tests.jvm_class_archive import suite_java_tool_options
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# Seeded test data spans a month, not the generator's default year: fact_transactions has a
+# Seeded test data spans ten days, not the generator's default year: fact_transactions has a
 # partition (a file per write) per day, and a build of a few thousand rows over 365 days spends
-# most of its time opening and committing tiny files (writing 2,500 rows: 365 days ~10x 30 days).
-TEST_HISTORY_DAYS = 30
+# most of its time opening and committing tiny files (writing 2,500 rows: 365 days ~10x 30 days;
+# 30 days -> 10: test_history.py 50 s -> 40 s, the killed build 32 s -> 25 s).
+TEST_HISTORY_DAYS = 10
 
 # Fake AWS credentials for the whole suite, set before any JVM starts (Spark's S3FileIO reads
 # them once), so that no client ever finds real ones: AWS itself is moto's server here.
@@ -183,16 +184,29 @@ def s3_bucket(moto_endpoint: str) -> str:
     return name
 
 
-# The suite's Spark runs hundreds of small queries once each, on a few thousand rows: compiling
-# each query's generated Java code (Janino, then the JIT) costs more than the code saves, so its
-# expressions run interpreted, Spark's own fallback with the same results (Spark's tests run both);
-# test_star_schema.py: 110 s -> 80 s with one shuffle partition per core. Processes the suite
-# starts (the CLI, the Glue stand-in's job runs, the cluster's) keep Spark's defaults.
-TEST_SPARK_SETTINGS = {
+# The suite's Spark runs hundreds of small queries once each, on a few thousand rows, where what
+# Spark does per query to run large data fast costs more than it saves. Compiling each query's
+# generated Java code (Janino, then the JIT): expressions run interpreted instead, Spark's own
+# fallback with the same results (Spark's tests run both). Adaptive execution's re-planning after
+# each stage: test_incremental_build.py 129 s -> 107 s without it. And 200 shuffle partitions:
+# with one per core, test_star_schema.py went from 110 s to 80 s. The scale-out tests' servers and
+# the Glue stand-in's job runs run interpreted expressions too, set where their operators would
+# set them (spark-defaults.conf, the job's --conf); the CLI on local Spark keeps Spark's defaults.
+INTERPRETED_EXPRESSIONS = {
     "spark.sql.codegen.wholeStage": "false",
     "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+}
+TEST_SPARK_SETTINGS = {
+    **INTERPRETED_EXPRESSIONS,
+    "spark.sql.adaptive.enabled": "false",
     "spark.sql.shuffle.partitions": "2",
 }
+
+
+def glue_job_conf(settings: dict[str, str]) -> str:
+    """A Glue job's ``--conf`` argument carrying several Spark settings, the way Glue takes them
+    (infra/financial-assets.yaml): ``a=1 --conf b=2``."""
+    return " --conf ".join(f"{key}={value}" for key, value in settings.items())
 
 
 @pytest.fixture(scope="session")

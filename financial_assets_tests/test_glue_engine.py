@@ -17,21 +17,22 @@ from dagster import DagsterInstance, materialize
 from financial_assets.analytics.assets import star_schema
 from financial_assets.resources.glue import GlueEngine
 from financial_assets.resources.glue_package import package_zip, upload_if_changed
-from financial_assets.lakehouse.catalog import LakehouseCatalog, catalog_from_job_arguments, glue_job_arguments
+from financial_assets.lakehouse.catalog import (ICEBERG_EXTENSIONS, LakehouseCatalog, catalog_from_job_arguments,
+                                                glue_job_arguments)
 from financial_assets.quality.specs import STAR_CHECKS
 from financial_assets.raw import RAW_ASSETS
 from financial_assets.lakehouse.tables import STAR_TABLES
 from financial_assets_tests.conftest import TEST_PII_KEY as PII_KEY
-from financial_assets_tests.conftest import forget_catalog, new_catalog, pipeline_resources
+from financial_assets_tests.conftest import (INTERPRETED_EXPRESSIONS, forget_catalog, glue_job_conf, new_catalog,
+                                             pipeline_resources)
 from financial_assets_tests.glue_standin import GlueStandin
-
-ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
 
 
 @pytest.fixture(scope="module")
 def aws(moto_endpoint):
     """On moto: a bucket for the job's code and Pipes, the PII key's secret, and the Glue job,
-    defined with the Iceberg arguments of infra/financial-assets.yaml."""
+    defined with the Iceberg arguments of infra/financial-assets.yaml and the suite's interpreted
+    expressions (conftest.py)."""
     suffix = uuid.uuid4().hex[:10]
     bucket = f"glue-{suffix}"
     boto3.client("s3", endpoint_url=moto_endpoint).create_bucket(Bucket=bucket)
@@ -48,7 +49,7 @@ def aws(moto_endpoint):
         DefaultArguments={
             "--additional-python-modules": "dagster-pipes==1.13.27",
             "--datalake-formats": "iceberg",
-            "--conf": f"spark.sql.extensions={ICEBERG_EXTENSIONS}",
+            "--conf": glue_job_conf({"spark.sql.extensions": ICEBERG_EXTENSIONS, **INTERPRETED_EXPRESSIONS}),
         },
     )
     return {"endpoint": moto_endpoint, "bucket": bucket, "secret": secret["ARN"], "job": job}

@@ -21,7 +21,7 @@ import psycopg2
 import pytest
 
 from financial_assets.lakehouse.catalog import LakehouseCatalog
-from financial_assets_tests.conftest import REPO_ROOT, TEST_PII_KEY, _fresh_databases
+from financial_assets_tests.conftest import INTERPRETED_EXPRESSIONS, REPO_ROOT, TEST_PII_KEY, _fresh_databases
 from financial_assets_tests.spark_cluster import ConnectServer, SparkCluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.services]
@@ -99,8 +99,11 @@ class ClusterRuns(Runs):
 
 
 # The operator's settings for the cluster's applications, where spark-submit reads them: sized for
-# this cluster's 1 GB workers and tiny data (docs/scale-out.md sizes real ones).
-SPARK_DEFAULTS = {"spark.executor.memory": "768m", "spark.sql.shuffle.partitions": "4"}
+# this cluster's 1 GB workers and tiny data (docs/scale-out.md sizes real ones), whose expressions
+# run interpreted as in the suite's own Spark (conftest.py: Spark's generated code costs more
+# than it saves here). Adaptive execution stays on: without it the cluster's 4 shuffle partitions
+# are never coalesced, and the module took 190 s instead of 176.
+SPARK_DEFAULTS = {"spark.executor.memory": "768m", "spark.sql.shuffle.partitions": "4", **INTERPRETED_EXPRESSIONS}
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +192,8 @@ def connect_server(tmp_path_factory, request):
         request.getfixturevalue("spark")
     jars = resolved_jars()
     with ConnectServer(tmp_path_factory.mktemp("spark-connect"), jars=jars,
-                       config={"spark.sql.shuffle.partitions": "4", "spark.driver.memory": "2g"}) as server:
+                       config={"spark.sql.shuffle.partitions": "4", "spark.driver.memory": "2g",
+                               **INTERPRETED_EXPRESSIONS}) as server:
         yield server
 
 
