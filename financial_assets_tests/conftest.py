@@ -224,9 +224,19 @@ def spark():
 def lakehouse_catalog(server_settings: Settings, tmp_path: Path):
     """An empty lakehouse of the test's own: a catalog name of its own in the shared catalog
     database (Iceberg's SQL catalog on the local PostgreSQL) and a warehouse in ``tmp_path``."""
-    catalog = new_catalog(server_settings, f"file://{tmp_path / 'lakehouse'}")
-    yield catalog
-    forget_catalog(catalog)
+    with temporary_lakehouse(server_settings, tmp_path / "lakehouse") as catalog:
+        yield catalog
+
+
+@contextmanager
+def temporary_lakehouse(server_settings: Settings, directory: Path):
+    """An empty lakehouse with its warehouse in ``directory`` (`new_catalog`), forgotten on exit:
+    a test's, or a module's that several tests read."""
+    catalog = new_catalog(server_settings, f"file://{directory}")
+    try:
+        yield catalog
+    finally:
+        forget_catalog(catalog)
 
 
 def new_catalog(server_settings: Settings, warehouse: str, **options):

@@ -23,8 +23,8 @@ from financial_assets.quality.specs import STAR_CHECKS
 from financial_assets.raw import RAW_ASSETS
 from financial_assets.lakehouse.tables import STAR_TABLES
 from financial_assets_tests.conftest import TEST_PII_KEY as PII_KEY
-from financial_assets_tests.conftest import (INTERPRETED_EXPRESSIONS, forget_catalog, glue_job_conf, new_catalog,
-                                             pipeline_resources)
+from financial_assets_tests.conftest import (INTERPRETED_EXPRESSIONS, glue_job_conf, pipeline_resources,
+                                             temporary_lakehouse)
 from financial_assets_tests.glue_standin import GlueStandin
 
 
@@ -77,20 +77,14 @@ def glue_engine(aws, standin, pii_key_secret_id: str | None = None) -> GlueEngin
     )
 
 
-def module_catalog(server_settings, tmp_path_factory) -> LakehouseCatalog:
-    """A lakehouse of this module's own in the suite's SQL catalog database."""
-    return new_catalog(server_settings, f"file://{tmp_path_factory.mktemp('lakehouse')}")
-
-
 @pytest.fixture(scope="module")
 def raw_lakehouse(server_settings, tmp_path_factory, seeded_sources):
     """A lakehouse whose raw zone the raw assets loaded from the seeded sources with faults."""
     databases, report = seeded_sources
-    catalog = module_catalog(server_settings, tmp_path_factory)
-    result = materialize(RAW_ASSETS, resources=pipeline_resources(catalog, databases))
-    assert result.success
-    yield catalog, report
-    forget_catalog(catalog)
+    with temporary_lakehouse(server_settings, tmp_path_factory.mktemp("lakehouse")) as catalog:
+        result = materialize(RAW_ASSETS, resources=pipeline_resources(catalog, databases))
+        assert result.success
+        yield catalog, report
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from financial_assets.raw import RAW_ASSETS
 from financial_assets.sample_data.changes import apply_changes
 from financial_assets.sample_data.config import SeedConfig, last_complete_day
 from financial_assets.sample_data.seed import seed_sources
-from financial_assets_tests.conftest import TEST_HISTORY_DAYS, _fresh_databases, forget_catalog, new_catalog, pipeline_resources
+from financial_assets_tests.conftest import TEST_HISTORY_DAYS, _fresh_databases, pipeline_resources, temporary_lakehouse
 from financial_assets_tests.test_end_to_end import SOURCE_TOTALS, token
 
 CHANGES, CHANGES_SEED = 30, 7
@@ -50,8 +50,7 @@ def runs(server_settings, spark, tmp_path_factory):
                      SeedConfig(customers=40, transactions=600, as_of=last_complete_day(),
                                 history_days=TEST_HISTORY_DAYS))
         _execute(databases, "INSERT INTO accounts VALUES (%s, 1, 'savings', 5.00, '2024-01-01')", (CLOSED_ACCOUNT,))
-        catalog = new_catalog(server_settings, f"file://{tmp_path_factory.mktemp('lakehouse')}")
-        try:
+        with temporary_lakehouse(server_settings, tmp_path_factory.mktemp("lakehouse")) as catalog:
             first = _run(catalog, databases)
             report = apply_changes(databases.postgres_url, CHANGES, CHANGES_SEED)
             _execute(databases, "DELETE FROM accounts WHERE account_id = %s", (CLOSED_ACCOUNT,))
@@ -63,8 +62,6 @@ def runs(server_settings, spark, tmp_path_factory):
                              "RETURNING transaction_id", (now,))
             third = _run(catalog, databases)
             yield databases, catalog, [first, second, third], report, [row[0] for row in added]
-        finally:
-            forget_catalog(catalog)
 
 
 def views(catalog, version: str):

@@ -21,7 +21,7 @@ from financial_assets.quality.defects import DEFAULT_MAX_DEFECT_SHARE
 from financial_assets.quality.specs import QualityThresholds
 from financial_assets.transform import build
 from financial_assets.transform.pii import PiiPolicy
-from financial_assets_tests.conftest import forget_catalog, fork_catalog, new_catalog
+from financial_assets_tests.conftest import forget_catalog, fork_catalog, temporary_lakehouse
 
 POLICY = PiiPolicy(hmac_key=b"test-only-pii-key")
 NOW = datetime(2025, 3, 10, tzinfo=timezone.utc)
@@ -80,14 +80,13 @@ class RawZoneWriter:
 @pytest.fixture(scope="module")
 def raw_zone(server_settings, tmp_path_factory):
     """The raw zone every test starts from, loaded once; tests take forks of it."""
-    catalog = new_catalog(server_settings, f"file://{tmp_path_factory.mktemp('lakehouse')}")
-    raw = RawZoneWriter(catalog)
-    raw.append("customers", [customer(1), customer(2)])
-    raw.append("accounts", [account(10, 1), account(11, 2)])
-    raw.append("transactions", [transaction(100, 10), transaction(101, 11, day=4)])
-    raw.append("transaction_events", [event(1, 100), event(2, 101), event(3, 999)])  # 999: not yet arrived
-    yield catalog
-    forget_catalog(catalog)
+    with temporary_lakehouse(server_settings, tmp_path_factory.mktemp("lakehouse")) as catalog:
+        raw = RawZoneWriter(catalog)
+        raw.append("customers", [customer(1), customer(2)])
+        raw.append("accounts", [account(10, 1), account(11, 2)])
+        raw.append("transactions", [transaction(100, 10), transaction(101, 11, day=4)])
+        raw.append("transaction_events", [event(1, 100), event(2, 101), event(3, 999)])  # 999: not yet arrived
+        yield catalog
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ expiry that deletes files, compaction on the suite's Spark, and the Dagster job 
 
 import json
 import os
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -16,7 +15,7 @@ from financial_assets.lakehouse.tables import publication_tag
 from financial_assets.maintenance.compaction import compact_fact_transactions, data_file_count
 from financial_assets.maintenance.lakehouse import expire_snapshots, reachable_files, tidy_refs
 from financial_assets.query.duckdb_views import local_path
-from financial_assets_tests.conftest import forget_catalog, new_catalog
+from financial_assets_tests.conftest import temporary_lakehouse
 from financial_assets_tests.star_builds import build_and_publish, cli_environment, totals, write_branches, star_rows
 
 FIRST = {1: ["10.00", "20.00"], 2: ["5.00"]}
@@ -73,13 +72,8 @@ def three_publications(lakehouse_catalog):
 
 # Tests that make the same changes to three publications (or one compacted) and then only read
 # share a lakehouse made once per module (the module alone: 61 s -> 53 s).
-@contextmanager
 def module_lakehouse(server_settings, tmp_path_factory):
-    catalog = new_catalog(server_settings, f"file://{tmp_path_factory.mktemp('lakehouse')}")
-    try:
-        yield catalog
-    finally:
-        forget_catalog(catalog)
+    return temporary_lakehouse(server_settings, tmp_path_factory.mktemp("lakehouse"))
 
 
 # -- rollback tags and audit branches -------------------------------------------------------------
