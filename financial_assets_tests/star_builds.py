@@ -13,6 +13,8 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pyarrow as pa
+from pyiceberg.expressions import AlwaysTrue
+from pyiceberg.table.update.snapshot import ManageSnapshots
 
 from financial_assets.lakehouse.catalog import TABLE_PROPERTIES, LakehouseCatalog
 from financial_assets.lakehouse.publication import Publication, publish, record_build
@@ -71,7 +73,11 @@ def write_branches(
     catalog: LakehouseCatalog, version: str, tables: dict[str, pa.Table], fact_files: int = 1
 ) -> dict[str, int]:
     """Each table's rows on the branch ``audit_<version>``, made from ``main`` as a build does;
-    the facts in ``fact_files`` separate files. Returns the branches' snapshot ids."""
+    the facts in ``fact_files`` separate files. Returns the branches' snapshot ids.
+
+    A table's branch, its replaced rows and each file are snapshots of their own, as a build's
+    are, committed together: PyIceberg rewrites a table's metadata per commit, and the
+    maintenance and readers' tests make hundreds of these builds."""
     iceberg = catalog.load()
     branch = audit_branch(version)
     snapshots = {}
@@ -79,18 +85,20 @@ def write_branches(
         table = iceberg.create_table_if_not_exists(
             catalog.analytics_table(name), schema=SCHEMAS[name], properties=TABLE_PROPERTIES
         )
-        if table.metadata.current_snapshot_id is None:  # a branch needs a parent: an empty first snapshot
-            table.append(SCHEMAS[name].empty_table())
-        with table.manage_snapshots() as manage:
-            manage.create_branch(table.metadata.current_snapshot_id, branch)
-        if table.current_snapshot().summary.get("total-records", "0") != "0":
-            table.delete(branch=branch)  # a full build replaces everything
-        parts = fact_files if name == "fact_transactions" else 1
-        bounds = [round(i * rows.num_rows / parts) for i in range(parts + 1)]
-        for start, end in zip(bounds, bounds[1:]):
-            if end > start:
-                table.append(rows.slice(start, end - start), branch=branch)
-        snapshots[name] = table.refresh().refs()[branch].snapshot_id
+        with table.transaction() as transaction:
+            if transaction.table_metadata.current_snapshot_id is None:  # a branch needs a parent: an empty one
+                transaction.append(SCHEMAS[name].empty_table())
+            main = transaction.table_metadata.current_snapshot()
+            with ManageSnapshots(transaction) as manage:
+                manage.create_branch(main.snapshot_id, branch)
+            if main.summary.get("total-records", "0") != "0":
+                transaction.delete(AlwaysTrue(), branch=branch)  # a full build replaces everything
+            parts = fact_files if name == "fact_transactions" else 1
+            bounds = [round(i * rows.num_rows / parts) for i in range(parts + 1)]
+            for start, end in zip(bounds, bounds[1:]):
+                if end > start:
+                    transaction.append(rows.slice(start, end - start), branch=branch)
+        snapshots[name] = table.refs()[branch].snapshot_id
     return snapshots
 
 

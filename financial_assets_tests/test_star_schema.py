@@ -23,9 +23,22 @@ EVENTS = (
 
 
 def frame(spark, rows: list, schema):
-    """``rows`` as a DataFrame held by the JVM: a list given to ``createDataFrame`` is a Python RDD,
-    which every query on it would evaluate again in Python workers (seconds per check run)."""
-    return spark.createDataFrame(rows, schema).localCheckpoint()
+    """``rows`` (tuples or dicts; a struct's value too) as a DataFrame held by the JVM, sent as Arrow:
+    a list given to ``createDataFrame`` is a Python RDD that Python worker processes evaluate."""
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_schema
+    from pyspark.sql.types import StructType, _parse_datatype_string
+
+    struct = schema if isinstance(schema, StructType) else _parse_datatype_string(schema)
+
+    def as_dict(values, of: StructType) -> dict:
+        named = values if isinstance(values, dict) else dict(zip(of.names, values))
+        return {field.name: as_dict(named[field.name], field.dataType)
+                if isinstance(field.dataType, StructType) and named[field.name] is not None else named[field.name]
+                for field in of.fields}
+
+    table = pa.Table.from_pylist([as_dict(row, struct) for row in rows], schema=to_arrow_schema(struct))
+    return spark.createDataFrame(table, struct)
 
 
 def at(day: int, hour: int = 12) -> datetime:

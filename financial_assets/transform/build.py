@@ -180,15 +180,16 @@ class _Lakehouse:
         head = self.head(name, ref)
         return head.snapshot_id if head else None
 
+    # Read through the catalog (``table``), not as a data source by format: Spark finds a format by
+    # scanning every jar on its class path for data source registrations, ~15 ms per DataFrame.
     def at(self, name: str, snapshot_id: int) -> DataFrame:
-        return self.spark.read.format("iceberg").option("versionAsOf", snapshot_id).load(name)
+        return self.spark.read.option("versionAsOf", snapshot_id).table(name)
 
     def appended(self, name: str, after: int, through: int) -> DataFrame:
         """The rows appended after snapshot ``after`` up to ``through`` (both on one lineage)."""
         if after == through:
             return self.at(name, through).limit(0)
-        return (self.spark.read.format("iceberg").option("start-snapshot-id", after)
-                .option("end-snapshot-id", through).load(name))
+        return self.spark.read.option("start-snapshot-id", after).option("end-snapshot-id", through).table(name)
 
     def operations_since(self, name: str, after: int, through: int) -> list[str] | None:
         """The operations of the snapshots after ``after`` up to ``through``; None when ``after``
