@@ -13,7 +13,6 @@ table's current metadata first), Lake Formation, KMS encryption and IAM.
 """
 
 import uuid
-from datetime import datetime, timezone
 
 import boto3
 import pyarrow as pa
@@ -149,7 +148,7 @@ def test_a_branch_write_leaves_main_as_it_was_until_main_is_fast_forwarded(spark
     spark.sql(f"INSERT INTO {events} VALUES (1, TIMESTAMP '2026-11-29 10:00:00 UTC')")
     spark.sql(f"ALTER TABLE {events} CREATE BRANCH audit")
 
-    spark.createDataFrame([(2, datetime(2026, 11, 30, 9, tzinfo=timezone.utc))], "id BIGINT, ts TIMESTAMP") \
+    spark.sql("SELECT CAST(2 AS BIGINT) AS id, TIMESTAMP '2026-11-30 09:00:00 UTC' AS ts") \
         .writeTo(aws_catalog.spark_table(aws_catalog.analytics_table("events"), branch="audit")).append()
 
     assert ids(spark.table(events)) == [1]
