@@ -27,9 +27,9 @@ def frame(spark, rows: list, schema):
     a list given to ``createDataFrame`` is a Python RDD that Python worker processes evaluate."""
     import pyarrow as pa
     from pyspark.sql.pandas.types import to_arrow_schema
-    from pyspark.sql.types import StructType, _parse_datatype_string
+    from pyspark.sql.types import StructType
 
-    struct = schema if isinstance(schema, StructType) else _parse_datatype_string(schema)
+    struct = schema if isinstance(schema, StructType) else StructType.fromDDL(schema)
 
     def as_dict(values, of: StructType) -> dict:
         named = values if isinstance(values, dict) else dict(zip(of.names, values))
