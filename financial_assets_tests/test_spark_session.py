@@ -56,6 +56,16 @@ def test_a_cluster_session_ships_the_iceberg_runtime_and_keeps_the_operators_spa
     assert not {"spark.sql.shuffle.partitions", "spark.driver.memory", "spark.ui.enabled"} & set(config)
 
 
+def test_the_sessions_this_process_starts_record_no_python_call_sites(spark):
+    from pyspark.errors.utils import is_debugging_enabled
+
+    from financial_assets.transform.session import DRIVER_SETTINGS
+
+    assert not is_debugging_enabled()  # what PySpark asks before it records a call site
+    for master in ("local[2]", "spark://spark-master.internal:7077"):
+        assert DRIVER_SETTINGS.items() <= session_config(master=master).items()
+
+
 def test_a_process_that_must_resolve_waits_while_another_one_resolves(tmp_path, monkeypatch):
     import subprocess
     import sys

@@ -205,9 +205,6 @@ class _Lakehouse:
         """When snapshot ``snapshot_id`` of ``name`` was committed (a raw table's: its extraction)."""
         return datetime.fromtimestamp(self._metadata(name).snapshot_by_id(snapshot_id).timestamp_ms / 1000, timezone.utc)
 
-    def total_records(self, name: str, snapshot_id: int) -> int:
-        return _records(self._metadata(name).snapshot_by_id(snapshot_id))
-
 
 def _records(snapshot) -> int:
     """The rows a PyIceberg snapshot holds, from its summary."""
@@ -630,7 +627,9 @@ def build_star_schema_version(
         *[lambda name=name, frame=frame: write_dimension(name, frame) for name, frame in dimensions.items()],
     )
 
-    snapshots = {name: lakehouse.ref(lakehouse.star(name), branch) for name in STAR_TABLES}
+    # Each branch's head read once: its id and its row count (the snapshot's summary).
+    heads = {name: lakehouse.head(lakehouse.star(name), branch) for name in STAR_TABLES}
+    snapshots = {name: head.snapshot_id for name, head in heads.items()}
     # The audit reads what the branches hold, not the plan that wrote them.
     written = StarSchema(**{name: lakehouse.at(lakehouse.star(name), snapshots[name]) for name in STAR_TABLES})
     audited = lakehouse.appended(lakehouse.star("fact_transactions"), base_snapshots["fact_transactions"],
@@ -648,7 +647,7 @@ def build_star_schema_version(
     statistics["unknown_account_rows"] = fact_audit.unknown_members.get("account_key", 0)
     checks = audit_outcomes(written, fact_audit, statistics, thresholds or QualityThresholds(), now, new_audit,
                             tables=table_checks)
-    row_counts = {name: lakehouse.total_records(lakehouse.star(name), snapshots[name]) for name in STAR_TABLES}
+    row_counts = {name: _records(head) for name, head in heads.items()}
     return BuildReport(
         version=version, branch=branch, tables={name: catalog.analytics_table(name) for name in STAR_TABLES},
         snapshots=snapshots, row_counts=row_counts, statistics=statistics, checks=checks, mode=plan.mode,
