@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 import pytest
 
+from financial_assets.lakehouse.catalog import ICEBERG_EXTENSIONS
 from financial_assets.settings import Settings
 from financial_assets.sources import connect_document_store
 from financial_assets_tests.jvm_class_archive import suite_java_tool_options
@@ -203,10 +204,10 @@ TEST_SPARK_SETTINGS = {
 }
 
 
-def glue_job_conf(settings: dict[str, str]) -> str:
-    """A Glue job's ``--conf`` argument carrying several Spark settings, the way Glue takes them
-    (infra/financial-assets.yaml): ``a=1 --conf b=2``."""
-    return " --conf ".join(f"{key}={value}" for key, value in settings.items())
+# The Glue stand-in's jobs' ``--conf``: Iceberg's extensions, as infra/financial-assets.yaml gives
+# them, and interpreted expressions, in the form Glue takes several settings in: ``a=1 --conf b=2``.
+GLUE_JOB_SPARK_CONF = " --conf ".join(
+    f"{key}={value}" for key, value in {"spark.sql.extensions": ICEBERG_EXTENSIONS, **INTERPRETED_EXPRESSIONS}.items())
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ import uuid
 import boto3
 import pytest
 
-from financial_assets.lakehouse.catalog import ICEBERG_EXTENSIONS
 from financial_assets.query import cli as query_cli
 from financial_assets.lakehouse.tables import ANALYST_QUERY
 from financial_assets.resources import DocumentStoreResource, PostgresResource, deployment_resources
@@ -136,8 +135,7 @@ def test_aws_mode_runs_end_to_end_on_moto_up_to_the_athena_call(aws_endpoint, se
     from financial_assets.raw import RAW_ASSETS
     from financial_assets.sample_data.config import SeedConfig
     from financial_assets.sample_data.seed import seed_sources
-    from financial_assets_tests.conftest import (INTERPRETED_EXPRESSIONS, TEST_HISTORY_DAYS, TEST_PII_KEY,
-                                                 _fresh_databases, glue_job_conf)
+    from financial_assets_tests.conftest import GLUE_JOB_SPARK_CONF, TEST_HISTORY_DAYS, TEST_PII_KEY, _fresh_databases
     from financial_assets_tests.glue_standin import GlueStandin
 
     suffix = uuid.uuid4().hex[:8]
@@ -150,8 +148,7 @@ def test_aws_mode_runs_end_to_end_on_moto_up_to_the_athena_call(aws_endpoint, se
     glue.create_job(
         Name=f"transform-{suffix}", Role="arn:aws:iam::123456789012:role/glue", GlueVersion="6.0",
         Command={"Name": "glueetl", "ScriptLocation": f"s3://{bucket}/glue/scripts/transform-to-star-schema.py"},
-        DefaultArguments={"--datalake-formats": "iceberg", "--conf": glue_job_conf(
-            {"spark.sql.extensions": ICEBERG_EXTENSIONS, **INTERPRETED_EXPRESSIONS})},
+        DefaultArguments={"--datalake-formats": "iceberg", "--conf": GLUE_JOB_SPARK_CONF},
     )
     boto3.client("athena").create_work_group(
         Name=workgroup, Configuration={"ResultConfiguration": {"OutputLocation": f"s3://{bucket}/athena-results/"}}

@@ -17,14 +17,12 @@ from dagster import DagsterInstance, materialize
 from financial_assets.analytics.assets import star_schema
 from financial_assets.resources.glue import GlueEngine
 from financial_assets.resources.glue_package import package_zip, upload_if_changed
-from financial_assets.lakehouse.catalog import (ICEBERG_EXTENSIONS, LakehouseCatalog, catalog_from_job_arguments,
-                                                glue_job_arguments)
+from financial_assets.lakehouse.catalog import LakehouseCatalog, catalog_from_job_arguments, glue_job_arguments
 from financial_assets.quality.specs import STAR_CHECKS
 from financial_assets.raw import RAW_ASSETS
 from financial_assets.lakehouse.tables import STAR_TABLES
 from financial_assets_tests.conftest import TEST_PII_KEY as PII_KEY
-from financial_assets_tests.conftest import (INTERPRETED_EXPRESSIONS, glue_job_conf, pipeline_resources,
-                                             temporary_lakehouse)
+from financial_assets_tests.conftest import GLUE_JOB_SPARK_CONF, pipeline_resources, temporary_lakehouse
 from financial_assets_tests.glue_standin import GlueStandin
 
 
@@ -49,7 +47,7 @@ def aws(moto_endpoint):
         DefaultArguments={
             "--additional-python-modules": "dagster-pipes==1.13.27",
             "--datalake-formats": "iceberg",
-            "--conf": glue_job_conf({"spark.sql.extensions": ICEBERG_EXTENSIONS, **INTERPRETED_EXPRESSIONS}),
+            "--conf": GLUE_JOB_SPARK_CONF,
         },
     )
     return {"endpoint": moto_endpoint, "bucket": bucket, "secret": secret["ARN"], "job": job}

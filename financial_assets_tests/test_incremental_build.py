@@ -167,8 +167,8 @@ def planned(spark, catalog, policy=POLICY, **options) -> tuple[str, str]:
 
 def branch_table(spark, catalog, report, table: str) -> list[tuple]:
     """One table of a build, as its audit branch holds it."""
-    return sorted(tuple(r) for r in spark.read.format("iceberg").option("versionAsOf", report.snapshots[table])
-                  .load(catalog.spark_table(catalog.analytics_table(table))).collect())
+    return sorted(tuple(r) for r in spark.read.option("versionAsOf", report.snapshots[table])
+                  .table(catalog.spark_table(catalog.analytics_table(table))).collect())
 
 
 def branch_rows(spark, catalog, report) -> dict[str, list[tuple]]:
