@@ -32,6 +32,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from financial_assets.transform.literal_rows import literal_rows
 from financial_assets.transform.members import UNKNOWN_KEY
 
 INSERT, CLOSE = "insert", "close"
@@ -87,9 +88,8 @@ def empty_history(spec: HistorySpec, dimension: DataFrame) -> DataFrame:
     types = {f.name: f.dataType for f in dimension.schema}
     types.update({spec.version_key: T.LongType(), "valid_from": T.TimestampType(), "valid_to": T.TimestampType(),
                   "is_current": T.BooleanType(), "is_deleted": T.BooleanType()})
-    # A JVM-side empty relation: an empty Python list would be a Python RDD (workers started per scan).
-    return dimension.sparkSession.range(0).select(
-        *[F.lit(None).cast(types[c]).alias(c) for c in spec.columns(dimension)])
+    schema = T.StructType([T.StructField(c, types[c]) for c in spec.columns(dimension)])
+    return literal_rows(dimension.sparkSession, schema, {}, rows=0)
 
 
 def history_changes(spec: HistorySpec, versions: DataFrame, current: DataFrame, extracted_at: datetime) -> DataFrame:

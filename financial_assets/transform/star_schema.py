@@ -51,6 +51,7 @@ from financial_assets.transform.history import (
     with_day_measures,
     with_version_key,
 )
+from financial_assets.transform.literal_rows import literal_rows
 from financial_assets.transform.members import UNKNOWN_KEY
 from financial_assets.transform.pii import (
     PiiPolicy,
@@ -88,16 +89,8 @@ def date_key(value: Column) -> Column:
 
 
 def _with_unknown_member(dimension: DataFrame, unknown: dict) -> DataFrame:
-    """``dimension`` and its unknown member: ``unknown``'s values, NULL in every other column.
-
-    The row is made in the JVM from literals: a Python list given to ``createDataFrame`` becomes a
-    Python RDD, and every query that scans the dimension would then wait for Python workers (about
-    a second per query, locally and on Glue)."""
-    one = dimension.sparkSession.range(1)
-    # `when` without `otherwise`: each column nullable, as when the row came from a nullable schema.
-    row = one.select(*[F.when(one.id == 0, F.lit(unknown.get(f.name))).cast(f.dataType).alias(f.name)
-                       for f in dimension.schema])
-    return dimension.unionByName(row)
+    """``dimension`` and its unknown member: ``unknown``'s values, NULL in every other column."""
+    return dimension.unionByName(literal_rows(dimension.sparkSession, dimension.schema, unknown, rows=1))
 
 
 def build_dim_customers(customers: DataFrame, policy: PiiPolicy) -> DataFrame:
