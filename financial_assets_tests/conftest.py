@@ -167,12 +167,25 @@ def moto_endpoint() -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    _moto_lists_its_modules_once()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+def _moto_lists_its_modules_once() -> None:
+    """moto's server finds a request's backend by listing its own package directory (~170
+    entries, a stat each) on every request, under a lock: ~14 s of a suite run in moto's threads
+    (py-spy). The list cannot change while the server runs. If a moto release drops the
+    function, the server runs as it comes."""
+    from moto import backends
+
+    if callable(getattr(backends, "list_of_moto_modules", None)):
+        modules = frozenset(backends.list_of_moto_modules())
+        backends.list_of_moto_modules = lambda: modules
 
 
 @pytest.fixture
