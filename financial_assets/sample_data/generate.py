@@ -357,7 +357,7 @@ def geolocation_pool(seed: int) -> list[dict[str, str]]:
 
 @functools.lru_cache(maxsize=4)
 def _geolocation_pairs(seed: int) -> tuple[tuple[str, str], ...]:
-    # Made once per seed and process (~0.15 s of Faker calls): a seed and its fault plan each ask.
+    # Made once per seed and process (~0.13 s of Faker calls): a seed and its fault plan each ask.
     fake = faker(seed, Stream.GEOLOCATIONS)
     return tuple((fake.country(), fake.city()) for _ in range(GEOLOCATION_POOL_SIZE))
 

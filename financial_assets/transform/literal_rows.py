@@ -2,7 +2,7 @@
 
 A row built with PySpark's functions costs a call into the JVM per function per column (``lit``,
 ``when``, ``cast``, ``alias``: ~8 per column); a build makes such rows for every dimension and
-history, before any job runs. One ``SELECT`` of literals is one call, and the same plan. A Python
+history, before any job runs. One ``SELECT`` of literals is one call, for the same rows. A Python
 list given to ``createDataFrame`` would instead become a Python RDD: every scan of it waits for
 Python workers (about a second per query, locally and on Glue).
 """
