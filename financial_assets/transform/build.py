@@ -58,6 +58,7 @@ from financial_assets.transform.history import (
     merge_statement,
     with_day_measures,
 )
+from financial_assets.transform.literal_rows import quoted
 from financial_assets.transform.pii import PiiPolicy
 from financial_assets.transform.session import configure_session
 from financial_assets.transform.star_schema import (
@@ -422,7 +423,7 @@ def _ensure_table(lakehouse: _Lakehouse, table: str, columns: str, partitioning:
 
 
 def _columns(schema: T.StructType) -> str:
-    return ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in schema)
+    return ", ".join(f"{quoted(f.name)} {f.dataType.simpleString()}" for f in schema)
 
 
 def _create_branch(lakehouse: _Lakehouse, table: str, branch: str, snapshot_id: int | None) -> None:

@@ -32,7 +32,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from financial_assets.transform.literal_rows import literal_rows
+from financial_assets.transform.literal_rows import literal_rows, quoted
 from financial_assets.transform.members import UNKNOWN_KEY
 
 INSERT, CLOSE = "insert", "close"
@@ -132,11 +132,12 @@ def history_changes(spec: HistorySpec, versions: DataFrame, current: DataFrame, 
 def merge_statement(spec: HistorySpec, target: str, changes_view: str, columns: list[str]) -> str:
     """The Iceberg ``MERGE INTO`` that applies :func:`history_changes` (a view) to ``target``: only
     the changed members' rows are written."""
-    listed = ", ".join(f"`{c}`" for c in columns)
-    values = ", ".join(f"s.`{c}`" for c in columns)
+    listed = ", ".join(quoted(c) for c in columns)
+    values = ", ".join(f"s.{quoted(c)}" for c in columns)
+    version_key = quoted(spec.version_key)
     return (
         f"MERGE INTO {target} t USING {changes_view} s "
-        f"ON t.`{spec.version_key}` = s.`{spec.version_key}` AND s._action = '{CLOSE}' "
+        f"ON t.{version_key} = s.{version_key} AND s._action = '{CLOSE}' "
         f"WHEN MATCHED THEN UPDATE SET t.valid_to = s.valid_to, t.is_current = false, t.is_deleted = s.is_deleted "
         f"WHEN NOT MATCHED AND s._action = '{INSERT}' THEN INSERT ({listed}) VALUES ({values})"
     )

@@ -27,6 +27,7 @@ def sql_literal(value: object) -> str:
 
 
 def quoted(name: str) -> str:
+    """``name`` as a Spark SQL identifier (backquoted, a backquote in it doubled)."""
     return "`" + name.replace("`", "``") + "`"
 
 
