@@ -430,7 +430,7 @@ def _create_branch(lakehouse: _Lakehouse, table: str, branch: str, snapshot_id: 
     """The build's branch of ``table``, starting at ``snapshot_id`` (the published state), or at
     the table's current state when nothing was published."""
     as_of = f" AS OF VERSION {snapshot_id}" if snapshot_id is not None else ""
-    lakehouse.spark.sql(f"ALTER TABLE {table} CREATE BRANCH `{branch}`{as_of}")
+    lakehouse.spark.sql(f"ALTER TABLE {table} CREATE BRANCH {quoted(branch)}{as_of}")
 
 
 def _ensure_fact_write_order(lakehouse: _Lakehouse, table: str) -> None:
